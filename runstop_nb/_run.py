@@ -1,0 +1,332 @@
+"""A run: one agent's process tree, its status, and its logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._lifecycle import Event, RunStatus, next_status
+from ._logs import LiveTail, LogFiles, TailBuffer
+from ._results import StopResult
+from ._spec import RunSpec, check_seconds
+
+if TYPE_CHECKING:
+    from ._launcher import Agent
+    from ._supervisor import Supervisor
+
+log = logging.getLogger("runstop_nb")
+WATCH_EVERY = 0.25  # seconds between checks on a tree that survived SIGKILL
+ENDED_TAIL_LINES = 200  # display lines kept in memory once a run has ended
+
+
+class Run:
+    """One agent started by :func:`runstop_nb.start`.
+
+    ``status`` is one of running, stopping, completed, failed, cancelled, timed_out.
+    ``returncode`` is None while the root runs (and if it was never known, e.g. its guard
+    died); negative values are signals, as in :mod:`subprocess`.
+    """
+
+    def __init__(self, spec: RunSpec, name: str, logs: LogFiles, supervisor: Supervisor,
+                 key: str | None = None) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.name = name
+        self.argv = list(spec.argv)
+        self.cwd = spec.cwd
+        self.grace = spec.grace
+        self.timeout = spec.timeout
+        self.key = key
+        self.log_dir: Path = logs.dir
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.started_at = datetime.now(timezone.utc)
+        self.ended_at: datetime | None = None
+        self.error: str | None = None  # why a run ended abnormally, e.g. its guard died
+        self.last_stop: StopResult | None = None
+        self.buffer = TailBuffer()
+        self._logs = logs
+        self._supervisor = supervisor
+        self._status = RunStatus.RUNNING
+        self._stop_cause: str | None = None
+        self._agent: Agent | None = None
+        self._tail: LiveTail | None = None
+        self._t0 = time.monotonic()
+        self._t_end: float | None = None
+        self._deadline = self._t0 + spec.timeout if spec.timeout else None
+        self._state_lock = threading.RLock()
+        self._stop_lock = threading.Lock()
+        self._tail_lock = threading.Lock()
+        self._done = threading.Event()
+        self._ending = False  # a natural-exit or lost-guard cleanup was dispatched
+        self._watching = False
+        self._final_counts = (0, 0)
+        self._listeners: list[Callable[[Run], None]] = []
+
+    # -- wiring (called by start()) --------------------------------------------------
+
+    def _attach(self, agent: Agent) -> None:
+        self._agent = agent
+        self.pid = agent.pid
+        self._tail = LiveTail(self._logs, self.buffer)
+        self._supervisor.add_ticker(self, self._tick)
+        self._on_agent_event()  # it may have exited already
+
+    # -- public surface ---------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self._status.value
+
+    @property
+    def done(self) -> bool:
+        """True once the run is terminal and its whole tree is verified dead."""
+        return self._done.is_set()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since start, frozen at the end."""
+        return (self._t_end or time.monotonic()) - self._t0
+
+    @property
+    def lines(self) -> int:
+        """Lines the agent wrote so far (stdout plus stderr)."""
+        tail = self._tail
+        return tail.lines if tail is not None and not tail.closed else self._final_counts[0]
+
+    @property
+    def bytes(self) -> int:
+        tail = self._tail
+        return tail.bytes if tail is not None and not tail.closed else self._final_counts[1]
+
+    def stop(self, grace: float | None = None) -> StopResult:
+        """Stop the whole process tree: SIGTERM, ``grace`` seconds, then SIGKILL, verified.
+
+        Blocks for at most about grace + 1 s. Idempotent: a terminal run returns
+        ``reason="already_terminal"`` and nothing is signalled. If something survives
+        SIGKILL (D state), the result lists it and the run stays ``stopping`` while a
+        background thread keeps watching; call stop() again to retry.
+        """
+        g = check_seconds("grace", grace)
+        return self._stop("user", self.grace if g is None else g)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run ends or ``timeout`` seconds pass; return the status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set():
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._done.wait(left)  # short slices keep Ctrl+C / kernel interrupt responsive
+        return self.status
+
+    async def wait_async(self, timeout: float | None = None) -> str:
+        """Await the end of the run without blocking the event loop; return the status.
+
+        In a notebook, ``await run.wait_async()`` keeps widget buttons live while the
+        cell waits (ipykernel >= 7.4 handles clicks during an await).
+        """
+        import anyio
+
+        with anyio.move_on_after(timeout):
+            while not self._done.is_set():
+                await anyio.sleep(0.05)
+        return self.status
+
+    def output(self, stream: str = "both") -> str:
+        """Everything the agent wrote so far, from the log (``stream``: both, stdout, stderr)."""
+        if stream not in ("both", "stdout", "stderr"):
+            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
+        return self._logs.output(stream)
+
+    def tail(self, n: int = 50) -> str:
+        """The last ``n`` lines of output, from the log."""
+        return self._logs.tail(n)
+
+    def rerun(self) -> Run:
+        """Start the same command again, as a new run (same name once this one has ended)."""
+        from ._api import start
+
+        spec = self.spec
+        return start(
+            spec.command if spec.shell else list(spec.command),
+            name=self.name if self.done else None,
+            cwd=spec.cwd,
+            env=dict(spec.env_overrides),
+            timeout=spec.timeout,
+            grace=spec.grace,
+            shell=spec.shell,
+        )
+
+    def add_listener(self, fn: Callable[[Run], None]) -> Callable[[], None]:
+        """Call ``fn(run)`` on every status change, from any thread; return an unsubscribe.
+
+        A listener that raises is logged and never affects the run.
+        """
+        with self._state_lock:
+            self._listeners.append(fn)
+
+        def remove() -> None:
+            with self._state_lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
+
+        return remove
+
+    def members(self) -> list[object]:
+        """The live processes of the tree, as psutil.Process objects (empty once ended)."""
+        agent = self._agent
+        return [] if agent is None or self.done else list(agent.members())
+
+    def __repr__(self) -> str:
+        secs = int(self.elapsed)
+        clock = f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}" if secs >= 3600 else f"{secs // 60:02d}:{secs % 60:02d}"
+        extra = f" exit={self.returncode}" if self.done and self.returncode is not None else ""
+        return f"<Run {self.name!r} {self.status} pid={self.pid}{extra} {clock}>"
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _emit(self) -> None:
+        with self._state_lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            try:
+                fn(self)
+            except Exception:
+                log.exception("runstop_nb: a listener of run %r raised; ignored", self.name)
+
+    def _move(self, event: Event) -> None:
+        with self._state_lock:
+            self._status = next_status(self._status, event)
+
+    def _spawn(self, target: Callable[[], object], what: str) -> None:
+        threading.Thread(target=target, name=f"runstop-{what}-{self.name}", daemon=True).start()
+
+    def _tick(self) -> None:
+        """Supervisor thread, ~10 Hz: read new output; fire the timeout."""
+        with self._tail_lock:
+            if self._tail is not None and not self._tail.closed:
+                self._tail.poll()
+        if (self._deadline is not None and self._status is RunStatus.RUNNING and not self._ending
+                and time.monotonic() >= self._deadline):
+            self._deadline = None
+            self._spawn(lambda: self._stop("timeout", self.grace), "timeout")
+
+    def _on_agent_event(self) -> None:
+        """Supervisor thread: the root exited, or the guard vanished."""
+        agent = self._agent
+        if agent is None or self._ending or self.done:
+            return
+        if agent.lost or agent.returncode is not None:
+            self._ending = True
+            self._spawn(self._end_naturally, "end")
+
+    def _end_naturally(self) -> None:
+        """The root exited (or its guard died): stop any leftovers, then end the run."""
+        agent = self._agent
+        assert agent is not None
+        with self._stop_lock:
+            if self._status is not RunStatus.RUNNING:
+                return  # a stop is under way or done; it ends the run
+            if agent.lost:
+                self.error = "the run's guard process died; the run's tree was stopped"
+                self._stop_cause = "guard_lost"
+                self._move(Event.STOP)
+                self._emit()
+                event = Event.STOPPED
+            else:
+                event = Event.EXITED_OK if agent.returncode == 0 else Event.EXITED_ERROR
+            outcome = agent.terminate(self.grace)  # leftovers: the tree dies with its root
+            if outcome.survivors:
+                self._watch_until_dead(event)
+            else:
+                self._finish(event)
+
+    def _stop(self, cause: str, grace: float) -> StopResult:
+        t0 = time.monotonic()
+        with self._stop_lock:
+            with self._state_lock:
+                prior = self._status
+                if prior.terminal:
+                    return self._result(False, "already_terminal", prior, t0)
+                if prior is RunStatus.RUNNING:
+                    self._move(Event.TIMEOUT if cause == "timeout" else Event.STOP)
+                    self._stop_cause = cause
+                else:
+                    self._move(Event.RETRY_STOP)
+            self._emit()
+            agent = self._agent
+            assert agent is not None
+            try:
+                outcome = agent.terminate(grace)
+            except Exception as e:
+                log.exception("runstop_nb: stopping %r failed", self.name)
+                result = self._result(False, "error", prior, t0, error=f"{type(e).__name__}: {e}")
+            else:
+                end = Event.TIMED_OUT if self._stop_cause == "timeout" else Event.STOPPED
+                if outcome.survivors:
+                    self._watch_until_dead(end)
+                    reason, stopped = "unkillable", False
+                else:
+                    self._finish(end)
+                    reason, stopped = "stopped", True
+                result = self._result(
+                    stopped, reason, prior, t0, escalated=outcome.escalated,
+                    unkillable=outcome.survivors, signalled=outcome.signalled, swept=outcome.swept,
+                )
+            self.last_stop = result
+        self._emit()
+        return result
+
+    def _result(self, stopped: bool, reason: str, prior: RunStatus, t0: float, **kw: object) -> StopResult:
+        return StopResult(
+            run_id=self.id, name=self.name, stopped=stopped, reason=reason,
+            prior_status=prior.value, status=self.status,
+            elapsed_s=time.monotonic() - t0, **kw,  # type: ignore[arg-type]
+        )
+
+    def _watch_until_dead(self, event: Event) -> None:
+        """Keep checking a tree that survived SIGKILL; end the run when it is finally dead."""
+        if self._watching:
+            return
+        self._watching = True
+
+        def watch() -> None:
+            agent = self._agent
+            assert agent is not None
+            while not self.done:
+                time.sleep(WATCH_EVERY)
+                if not agent.members():
+                    with self._stop_lock:
+                        self._finish(event)
+            self._watching = False
+
+        self._spawn(watch, "watch")
+
+    def _finish(self, event: Event) -> None:
+        """The tree is verified dead: final read of the logs, terminal status, release."""
+        agent = self._agent
+        with self._state_lock:
+            if self._status.terminal:
+                return
+            if agent is not None and agent.returncode is None and not agent.lost:
+                agent.wait_exit(0.5)  # the guard reports the root's status within ms
+            self._status = next_status(self._status, event)
+            self.returncode = agent.returncode if agent is not None else None
+            self.ended_at = datetime.now(timezone.utc)
+            self._t_end = time.monotonic()
+        with self._tail_lock:
+            if self._tail is not None:
+                self._tail.close()
+                self._final_counts = (self._tail.lines, self._tail.bytes)
+        self.buffer.shrink(ENDED_TAIL_LINES)
+        self._supervisor.remove_ticker(self)
+        if agent is not None:
+            agent.release()
+        self._done.set()
+        self._emit()

@@ -1,0 +1,164 @@
+"""Validation of ``start()``'s arguments into a complete, frozen run spec.
+
+Every check runs before anything is spawned or registered, so a bad argument leaves no
+process, no log folder and no registry entry behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import psutil
+
+from ._ladder import COOKIE_VAR, OWNER_VAR
+from .errors import CommandNotFoundError, InvalidSpecError, StartError
+
+DEFAULT_GRACE = 3.0
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = "1-64 characters from letters, digits, '.', '_', '-', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    argv: tuple[str, ...]
+    cwd: str
+    env_overrides: Mapping[str, str | None]
+    name: str | None
+    timeout: float | None
+    grace: float
+    shell: bool
+    command: str | tuple[str, ...]  # what the user passed, for rerun
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    cookie: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def agent_env(self) -> dict[str, str]:
+        """The kernel's environment, plus overrides (None unsets), plus run markers."""
+        env = dict(os.environ)
+        if env.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
+            del env["MPLBACKEND"]  # the kernel's inline backend would break a script's plots
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        for key, value in self.env_overrides.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        me = psutil.Process()
+        env[COOKIE_VAR] = self.cookie
+        env[OWNER_VAR] = f"{me.pid}:{me.create_time():.3f}"
+        env["RUNSTOP_NB_RUN_ID"] = self.id
+        return env
+
+
+def check_seconds(what: str, value: object, *, allow_none: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidSpecError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value) or value <= 0:
+        raise InvalidSpecError(f"{what} must be a positive, finite number of seconds; got {value!r}")
+    return float(value)
+
+
+def check_name(name: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InvalidSpecError(f"invalid run name {name!r}: use {NAME_RULE}")
+    return name
+
+
+def _check_env(env: object) -> dict[str, str | None]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise InvalidSpecError(f"env must be a mapping of str to str, not {type(env).__name__}")
+    out: dict[str, str | None] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidSpecError(f"invalid env key {key!r}: a non-empty string without '=' or NUL")
+        if value is not None and not isinstance(value, str):
+            raise InvalidSpecError(
+                f"env value for {key!r} must be a str (or None to unset), not {type(value).__name__}"
+            )
+        if value is not None and "\0" in value:
+            raise InvalidSpecError(f"env value for {key!r} contains a NUL byte")
+        if key in (COOKIE_VAR, OWNER_VAR):
+            raise InvalidSpecError(f"{key} is set by runstop_nb for every run; leave it out of env")
+        out[key] = value
+    return out
+
+
+def _argv(cmd: object, shell: bool, env: Mapping[str, str | None]) -> tuple[str, ...]:
+    if shell:
+        if not isinstance(cmd, str) or not cmd.strip():
+            raise InvalidSpecError("with shell=True, cmd must be a non-empty string")
+        if "\0" in cmd:
+            raise InvalidSpecError("cmd contains a NUL byte")
+        return (os.environ.get("SHELL") or "/bin/sh", "-c", cmd)
+    if isinstance(cmd, str):
+        raise InvalidSpecError(
+            f"cmd is a string ({cmd!r}); pass a list of arguments, or shell=True to run it in a shell"
+        )
+    if not isinstance(cmd, Sequence) or not cmd:
+        raise InvalidSpecError("empty command: pass a non-empty list such as ['python', 'agent.py']")
+    if not all(isinstance(a, str) for a in cmd):
+        raise InvalidSpecError("every argument in cmd must be a str")
+    if not cmd[0] or any("\0" in a for a in cmd):
+        raise InvalidSpecError("the command name is empty, or an argument contains a NUL byte")
+    return tuple(cmd)
+
+
+def _resolve(argv0: str, cwd: str, path: str | None) -> None:
+    """Fail early, with the command's name, if exec would fail."""
+    if os.sep in argv0:
+        target = argv0 if os.path.isabs(argv0) else os.path.join(cwd, argv0)
+        if not os.path.exists(target):
+            raise CommandNotFoundError(f"command not found: {argv0!r} does not exist")
+        if os.path.isdir(target) or not os.access(target, os.X_OK):
+            raise StartError(f"permission denied: {argv0!r} is not an executable file (chmod +x?)")
+        return
+    if shutil.which(argv0, path=path) is None:
+        raise CommandNotFoundError(f"command not found: {argv0!r} is not on PATH")
+
+
+def build(
+    cmd: object,
+    *,
+    name: object = None,
+    cwd: object = None,
+    env: object = None,
+    timeout: object = None,
+    grace: object = None,
+    shell: object = False,
+) -> RunSpec:
+    """Check every argument of ``start()``; raise a typed one-line error on the first bad one."""
+    overrides = _check_env(env)
+    argv = _argv(cmd, bool(shell), overrides)
+    if cwd is None:
+        cwd = os.getcwd()
+    if not isinstance(cwd, (str, os.PathLike)):
+        raise InvalidSpecError(f"cwd must be a path, not {type(cwd).__name__}")
+    cwd = os.path.abspath(os.fspath(cwd))
+    if not os.path.isdir(cwd):
+        raise StartError(f"cwd {cwd!r} does not exist or is not a folder")
+    if not os.access(cwd, os.X_OK):
+        raise StartError(f"permission denied: cannot enter cwd {cwd!r}")
+    path = overrides["PATH"] if "PATH" in overrides else os.environ.get("PATH")
+    _resolve(argv[0], cwd, path)
+    command: str | tuple[str, ...] = cmd if isinstance(cmd, str) else tuple(argv)
+    return RunSpec(
+        argv=argv,
+        cwd=cwd,
+        env_overrides=overrides,
+        name=check_name(name),
+        timeout=check_seconds("timeout", timeout),
+        grace=check_seconds("grace", grace) or DEFAULT_GRACE,
+        shell=bool(shell),
+        command=command,
+    )

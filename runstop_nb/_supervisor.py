@@ -1,0 +1,132 @@
+"""The supervisor: one long-lived thread per kernel that spawns guards and drives runs.
+
+Why one thread, not the kernel's asyncio loop or a pool:
+
+* ``PR_SET_PDEATHSIG`` fires when the *thread* that spawned a child exits (FACTS.md), so
+  guards are spawned only here, by a thread that lives as long as the kernel;
+* asyncio tasks get no ticks while a synchronous cell runs, while this thread keeps
+  tailing logs and firing timeouts through any cell;
+* one ``select`` over every guard socket plus a 10 Hz tick is cheaper than a thread per run.
+
+Work that may block (a stop ladder's grace) never runs here; runs hand it to a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+log = logging.getLogger("runstop_nb")
+T = TypeVar("T")
+TICK = 0.1  # seconds: tail and timeout resolution, and at most 10 widget updates/s
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
+        self._tickers: dict[object, Callable[[], None]] = {}
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name="runstop-supervisor", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.pid == os.getpid()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` on the supervisor thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: Future[T] = Future()
+        with self._lock:
+            self._calls.append((fn, fut))
+        self._wake()
+        return fut.result(timeout)
+
+    def watch(self, sock: socket.socket, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable`` (on this thread) whenever ``sock`` is readable. Call from here."""
+        self._sel.register(sock, selectors.EVENT_READ, on_readable)
+
+    def unwatch(self, sock: socket.socket) -> None:
+        try:
+            self._sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def add_ticker(self, key: object, fn: Callable[[], None]) -> None:
+        """Call ``fn`` about every TICK seconds until ``remove_ticker(key)``."""
+        with self._lock:
+            self._tickers[key] = fn
+
+    def remove_ticker(self, key: object) -> None:
+        with self._lock:
+            self._tickers.pop(key, None)
+
+    def reap_later(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait for a child (a guard) without blocking: polled every tick until it exits."""
+        with self._lock:
+            self._children.append(proc)
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            try:
+                for key, _ in self._sel.select(max(0.0, next_tick - time.monotonic())):
+                    if key.data is None:
+                        self._run_calls()
+                    else:
+                        _guarded(key.data)
+                if time.monotonic() >= next_tick:
+                    with self._lock:
+                        tickers = list(self._tickers.values())
+                        self._children = [c for c in self._children if c.poll() is None]
+                    for fn in tickers:
+                        _guarded(fn)
+                    next_tick = time.monotonic() + TICK
+            except Exception:  # never let the thread die: every run depends on it
+                log.exception("runstop_nb supervisor loop error")
+                time.sleep(TICK)
+
+    def _run_calls(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        with self._lock:
+            calls, self._calls = self._calls, []
+        for fn, fut in calls:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as e:
+                fut.set_exception(e)
+
+
+def _guarded(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("runstop_nb: a supervisor callback raised; the run carries on")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole suite, as CI runs it: lint, types, then every test (unit, real-kernel, nbval
+# notebooks, browser end-to-end, short soak). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export RUNSTOP_NB_HOME="${RUNSTOP_NB_HOME:-$(mktemp -d)/runstop-home}"
+echo "== ruff";  ruff check runstop_nb tests benchmarks
+echo "== mypy";  mypy
+echo "== pytest"
+set +e
+python -m pytest --nbval-lax "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
+exit "$rc"
