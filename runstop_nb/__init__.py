@@ -37,6 +37,7 @@ __all__ = [
     "StopResult",
     "Survivor",
     "TransitionError",
+    "dashboard",
     "get",
     "runs",
     "start",
@@ -54,3 +55,10 @@ def unload_ipython_extension(ipython: Any) -> None:
     from ._magics import unload
 
     unload(ipython)
+
+
+def dashboard(cols: int | None = None) -> Any:
+    """A live grid of every run in this kernel, with "Stop all". Display it in a cell."""
+    from ._grid import dashboard as _dashboard
+
+    return _dashboard(cols)

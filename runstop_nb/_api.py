@@ -62,7 +62,14 @@ def start(
 
 
 def _default_name(spec: _spec.RunSpec) -> str:
-    word = spec.argv[2].split()[0] if spec.shell and spec.argv[2].split() else spec.argv[0]
+    """A readable name from the command: ``python agents/review.py`` -> ``review``."""
+    words = spec.argv[2].split() if spec.shell else list(spec.argv)
+    word = words[0] if words else "agent"
+    if os.path.basename(word).startswith("python") and len(words) > 1:
+        if words[1] == "-m" and len(words) > 2:
+            word = words[2]
+        elif words[1].endswith(".py"):
+            word = os.path.splitext(os.path.basename(words[1]))[0]
     base = os.path.basename(word) or "agent"
     clean = "".join(c if c.isalnum() or c in "._-" else "-" for c in base).strip("-._")
     return (clean or "agent")[:48]

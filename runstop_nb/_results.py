@@ -52,7 +52,7 @@ class StopResult:
             how = "SIGKILL needed" if self.escalated else "exited on SIGTERM"
             return (
                 f"{self.name}: {self.status} in {self.elapsed_s * 1000:.0f} ms "
-                f"({self.signalled} processes, {how})"
+                f"({self.signalled} process{'es' if self.signalled != 1 else ''}, {how})"
             )
         if self.reason == "unkillable":
             who = ", ".join(str(s) for s in self.unkillable)

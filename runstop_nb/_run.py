@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._lifecycle import Event, RunStatus, next_status
 from ._logs import LiveTail, LogFiles, TailBuffer
@@ -89,6 +89,11 @@ class Run:
         return self._done.is_set()
 
     @property
+    def stop_in_progress(self) -> bool:
+        """True while a stop ladder is running for this run (a click must not start another)."""
+        return self._stop_lock.locked()
+
+    @property
     def elapsed(self) -> float:
         """Seconds since start, frozen at the end."""
         return (self._t_end or time.monotonic()) - self._t0
@@ -161,6 +166,7 @@ class Run:
             timeout=spec.timeout,
             grace=spec.grace,
             shell=spec.shell,
+            key=self.key,
         )
 
     def add_listener(self, fn: Callable[[Run], None]) -> Callable[[], None]:
@@ -182,6 +188,17 @@ class Run:
         """The live processes of the tree, as psutil.Process objects (empty once ended)."""
         agent = self._agent
         return [] if agent is None or self.done else list(agent.members())
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
+        """In a notebook, a Run displays as its live widget; elsewhere as its repr."""
+        from IPython import get_ipython
+
+        if getattr(get_ipython(), "kernel", None) is None:
+            return {"text/plain": repr(self)}
+        from ._widget import RunWidget
+
+        bundle: dict[str, Any] = RunWidget(self)._repr_mimebundle_()
+        return bundle
 
     def __repr__(self) -> str:
         secs = int(self.elapsed)

@@ -1,0 +1,362 @@
+"""The magics: ``%agent_run``, ``%%agent_run``, ``%agent_stop``, ``%agent_ls``.
+
+Thin by design: parse with IPython's ``magic_arguments`` (so ``%agent_run?`` is the help),
+turn every bad input into a one-line ``UsageError``, call the Python API, display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import shlex
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import _spec
+from ._api import get, runs, start
+from ._listing import RunTable
+from ._registry import registry
+from ._run import Run
+from .errors import RunstopError
+
+# Procfile style: "reviewer: claude -p 'review'". A colon must be followed by a space,
+# so URLs and "C:" never read as names.
+NAMED_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63}):\s+(\S.*)$")
+USAGE = "%agent_run [options] -- COMMAND [ARG...]"
+
+
+def in_kernel(shell: Any) -> bool:
+    """True where widgets can be shown (a Jupyter kernel), False in terminal IPython."""
+    return getattr(shell, "kernel", None) is not None
+
+
+@magics_class
+class AgentMagics(Magics):
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._exec_marker: object = None
+        self._line_index = 0
+
+    @magic_arguments()
+    @argument("--name", help="name of the run (unique among live runs)")
+    @argument("--cwd", help="working folder of the agent (default: the kernel's)")
+    @argument("--env", action="append", default=[], metavar="KEY=VALUE",
+              help="set an environment variable for the agent (repeatable)")
+    @argument("--timeout", type=float, metavar="S", help="stop the run after S seconds (ends timed_out)")
+    @argument("--grace", type=float, metavar="S", help="seconds between SIGTERM and SIGKILL on stop (default 3)")
+    @argument("--restart", action="store_true", help="stop a live run with the same name/cell first (verified), then start anew")
+    @argument("--wait", action="store_true", help="block the cell until the run ends; interrupting the kernel stops it")
+    @argument("--shell", action="store_true", help="run the command text with $SHELL -c")
+    @argument("--cols", type=int, metavar="N", help="%%%%agent_run only: fixed number of grid columns")
+    @argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    @line_cell_magic
+    def agent_run(self, line: str, cell: str | None = None) -> None:
+        """Start agents as subprocesses and show them as live widgets.
+
+        Line form: one agent.
+
+            %agent_run --name reviewer -- python agents/counter.py --lines 100
+
+        Cell form: one agent per non-blank, non-comment line, started together and shown
+        in one grid. A line may start with a name, Procfile style: ``name: command``.
+
+            %%agent_run --cols 2
+            counter: python agents/counter.py
+            tree:    python agents/spawner.py
+
+        Re-running a cell never duplicates an agent: a live run with the same name (or,
+        unnamed, from the same cell and position) is shown again instead. Use --restart to
+        stop it (verified dead) and start a new one. Stop buttons end the whole process
+        tree. Agents never receive the kernel's interrupt, except a --wait run, which it stops.
+        """
+        args = parse_argstring(self.agent_run, line)
+        opts = self._options(args)
+        if cell is None:
+            if args.cols is not None:
+                raise UsageError("--cols applies to %%agent_run (a grid); drop it here")
+            command = self._command(args, line)
+            key = f"name:{args.name}" if args.name else self._key(f"line{self._next_line_index()}")
+            jobs = [(args.name, command, key)]
+        else:
+            if args.name or args.command:
+                raise UsageError("%%agent_run takes one agent per line; name them as 'name: command'")
+            if args.cols is not None and not 1 <= args.cols <= 12:
+                raise UsageError(f"--cols must be between 1 and 12, not {args.cols}")
+            jobs = self._cell_jobs(cell, args.shell)
+        runs_ = self._launch(jobs, opts, args.restart)
+        if not runs_:
+            return
+        if in_kernel(self.shell):
+            self._display(runs_, args.cols, single=cell is None)
+            if args.wait:
+                self._wait(runs_)
+        else:
+            for run in runs_:
+                print(f"started {run.name!r} pid {run.pid}: {' '.join(run.argv)} (log: {run.log_dir})")
+            if args.wait:
+                self._wait(runs_, stream=True)
+
+    @magic_arguments()
+    @argument("--all", action="store_true", help="stop every live run of this kernel")
+    @argument("--grace", type=float, metavar="S", help="seconds between SIGTERM and SIGKILL")
+    @argument("targets", nargs="*", help="run names or ids")
+    @line_magic
+    def agent_stop(self, line: str) -> None:
+        """Stop runs, whole process trees, verified; print one line per run.
+
+            %agent_stop reviewer
+            %agent_stop --all
+        """
+        args = parse_argstring(self.agent_stop, line)
+        grace = self._seconds("--grace", args.grace)
+        if args.all == bool(args.targets):
+            raise UsageError("name the runs to stop, or pass --all (not both)")
+        if args.all:
+            targets = [r for r in runs() if not r.done]
+            if not targets:
+                print("no live runs")
+                return
+        else:
+            targets = []
+            for t in args.targets:
+                try:
+                    targets.append(get(t))
+                except RunstopError as e:
+                    raise UsageError(str(e)) from None
+        with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+            for result in pool.map(lambda r: r.stop(grace), targets):
+                print(result)
+
+    @line_magic
+    def agent_ls(self, line: str = "") -> None:
+        """Show a table of every run in this kernel: name, id, status, pid, elapsed, exit, lines, log."""
+        if line.strip():
+            raise UsageError("%agent_ls takes no arguments")
+        table = RunTable(runs())
+        if in_kernel(self.shell):
+            from IPython.display import display
+
+            display(table)
+        else:
+            print(table)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _seconds(self, flag: str, value: float | None) -> float | None:
+        try:
+            return _spec.check_seconds(flag, value)
+        except RunstopError as e:
+            raise UsageError(str(e)) from None
+
+    def _options(self, args: argparse.Namespace) -> dict[str, Any]:
+        env: dict[str, str] = {}
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(f"--env takes KEY=VALUE, got {item!r}")
+            env[key] = value
+        try:
+            _spec.check_name(args.name)
+        except RunstopError as e:
+            raise UsageError(str(e)) from None
+        return {"cwd": args.cwd, "env": env, "timeout": self._seconds("--timeout", args.timeout),
+                "grace": self._seconds("--grace", args.grace), "shell": args.shell}
+
+    def _command(self, args: argparse.Namespace, line: str) -> list[str] | str:
+        words = list(args.command)
+        if words and words[0] == "--":
+            words = words[1:]
+        if not words:
+            raise UsageError(f"missing command: {USAGE}")
+        if args.shell:
+            _, sep, raw = line.partition(" -- ")
+            return raw.strip() if sep else " ".join(words)
+        return words
+
+    def _cell_jobs(self, cell: str, shell: bool) -> list[tuple[str | None, list[str] | str, str]]:
+        jobs: list[tuple[str | None, list[str] | str, str]] = []
+        names: set[str] = set()
+        for number, raw in enumerate(cell.splitlines(), 1):
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            match = NAMED_LINE.match(text)
+            name, body = (match.group(1), match.group(2)) if match else (None, text)
+            if name:
+                if name in names:
+                    raise UsageError(f"line {number}: the name {name!r} is used twice in this cell")
+                names.add(name)
+            try:
+                command: list[str] | str = body if shell else shlex.split(body)
+            except ValueError as e:
+                raise UsageError(f"line {number}: {e} in {body!r}") from None
+            key = f"name:{name}" if name else self._key(f"agent{len(jobs)}")
+            jobs.append((name, command, key))
+        if not jobs:
+            raise UsageError("%%agent_run: the cell has no command lines (one agent per line)")
+        return jobs
+
+    def _launch(self, jobs: list[tuple[str | None, list[str] | str, str]], opts: dict[str, Any],
+                restart: bool) -> list[Run]:
+        """Check every job, reuse live runs (or restart them), start the rest concurrently."""
+        for name, command, _ in jobs:
+            try:
+                _spec.build(command, name=name, **opts)
+            except RunstopError as e:
+                raise UsageError(str(e)) from None
+        reg = registry()
+        slots: list[Run | None] = []
+        for name, _, key in jobs:
+            existing = self._existing(name, key)
+            if existing is not None and restart:
+                result = existing.stop()
+                if not result.stopped and result.reason != "already_terminal":
+                    raise UsageError(f"--restart could not stop {existing.name!r}: {result}")
+                existing = None
+            elif existing is not None:
+                print(f"{existing.name!r} is already running (pid {existing.pid}, "
+                      f"{_age(existing)}); showing it. Use --restart to replace it.")
+            slots.append(existing)
+        todo = [i for i, slot in enumerate(slots) if slot is None]
+
+        def launch(i: int) -> Run:
+            name, command, key = jobs[i]
+            return start(command, name=name, key=key, **opts)
+
+        errors = []
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(todo)))) as pool:
+            futures = {i: pool.submit(launch, i) for i in todo}
+            for i, fut in futures.items():
+                try:
+                    slots[i] = fut.result()
+                except RunstopError as e:
+                    errors.append(str(e))
+        reg.keys.update({jobs[i][2]: r.id for i, r in enumerate(slots) if r is not None})
+        started = [r for r in slots if r is not None]
+        if errors and not started:
+            raise UsageError("; ".join(errors))
+        for err in errors:
+            print(f"error: {err}", file=sys.stderr)
+        return started
+
+    def _existing(self, name: str | None, key: str) -> Run | None:
+        reg = registry()
+        if name:
+            try:
+                named = reg.get(name)
+            except RunstopError:
+                return None
+            return named if named.name == name and not named.done else None
+        keyed = reg.by_key(key)
+        return keyed if keyed is not None and not keyed.done else None
+
+    def _key(self, position: str) -> str:
+        """Identify the current cell: the frontend's cell id, else a hash of its source."""
+        parent: dict[str, Any] = {}
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is not None:
+            try:
+                parent = kernel.get_parent() or {}
+            except Exception:
+                parent = {}
+        cell_id = (parent.get("metadata") or {}).get("cellId")
+        if cell_id:
+            return f"cell:{cell_id}:{position}"
+        source = (parent.get("content") or {}).get("code")
+        if source is None:
+            hist = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None) or [""]
+            source = hist[-1]
+        return f"src:{hashlib.sha1(source.encode()).hexdigest()[:16]}:{position}"
+
+    def _next_line_index(self) -> int:
+        """The position of this %agent_run among those of the same cell execution."""
+        kernel = getattr(self.shell, "kernel", None)
+        marker: object = getattr(self.shell, "execution_count", None)
+        if kernel is not None:
+            try:
+                marker = (kernel.get_parent() or {}).get("header", {}).get("msg_id", marker)
+            except Exception:
+                pass
+        if marker != self._exec_marker:
+            self._exec_marker, self._line_index = marker, 0
+        self._line_index += 1
+        return self._line_index
+
+    def _display(self, runs_: list[Run], cols: int | None, single: bool) -> None:
+        from IPython.display import display
+
+        from ._grid import RunGrid
+        from ._widget import RunWidget
+
+        display(RunWidget(runs_[0]) if single else RunGrid(runs_, cols))
+
+    def _wait(self, runs_: list[Run], stream: bool = False) -> None:
+        """Foreground: block until every run ends; an interrupt stops them, in one line."""
+        offsets: dict[tuple[str, str], int] = {}
+        try:
+            while not all(r.done for r in runs_):
+                for run in runs_:
+                    run.wait(0.1)
+                    if stream:
+                        _echo(run, offsets)
+        except KeyboardInterrupt:
+            results = [r.stop() for r in runs_ if not r.done]
+            print("interrupted: " + "; ".join(str(r) for r in results))
+            return
+        if stream:
+            for run in runs_:
+                _echo(run, offsets)
+                print(f"{run.name}: {run.status} (exit {run.returncode})")
+
+
+def _echo(run: Run, offsets: dict[tuple[str, str], int]) -> None:
+    """Terminal IPython: copy new log bytes to this cell's stdout/stderr (main thread only)."""
+    for stream, sink in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        path = run.log_dir / f"{stream}.log"
+        start_at = offsets.get((run.id, stream), 0)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start_at)
+                data = f.read()
+        except OSError:
+            continue
+        if data:
+            offsets[(run.id, stream)] = start_at + len(data)
+            sink.write(data.decode("utf-8", "replace"))
+            sink.flush()
+
+
+def _age(run: Run) -> str:
+    secs = int(run.elapsed)
+    return f"started {secs // 60}m{secs % 60:02d}s ago" if secs >= 60 else f"started {secs}s ago"
+
+
+def load(ipython: Any) -> None:
+    """%load_ext runstop_nb: register the magics; report orphaned agents from dead kernels."""
+    ipython.register_magics(AgentMagics)
+    try:
+        from ._janitor import load_report
+    except ImportError:
+        return
+    message = load_report()
+    if message:
+        print(message)
+
+
+def unload(ipython: Any) -> None:
+    """%unload_ext runstop_nb: remove the magics; runs keep running and stay reachable."""
+    manager = ipython.magics_manager
+    for kind, names in (("line", ("agent_run", "agent_stop", "agent_ls")), ("cell", ("agent_run",))):
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop("AgentMagics", None)
+    live = [r for r in runs() if not r.done]
+    if live:
+        print(f"runstop_nb unloaded; {len(live)} run(s) keep running: "
+              f"{', '.join(r.name for r in live)}. runstop_nb.stop_all() stops them.")

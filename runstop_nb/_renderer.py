@@ -1,0 +1,97 @@
+"""The renderer: one thread that repaints every displayed run widget, at most 10 times a second.
+
+Widget traffic is the expensive part of streaming (FACTS.md: 2,000 ``append_stdout``
+calls sent 217 MB), so widgets never update on output events. Instead this thread asks
+each widget to ``refresh()`` every ``FRAME`` seconds; a widget sends state only for
+what changed since its last frame. So a run costs at most 10 output updates per second,
+each bounded by the widget's tail window, however fast the agent writes.
+
+One thread, not the kernel's event loop: asyncio tasks get no ticks while a synchronous
+cell runs (FACTS.md), and a thread keeps streaming through ``%agent_run --wait``.
+Widgets are written from this thread and from click handlers on the main thread, always
+under ``UI_LOCK``, since ipywidgets' own bookkeeping is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Protocol
+
+from ._registry import kernel_state
+
+log = logging.getLogger("runstop_nb")
+FRAME = 0.1  # seconds between frames: at most 10 widget updates per second per run
+
+
+class Refreshable(Protocol):
+    def refresh(self) -> bool:
+        """Repaint what changed; return False once there is nothing left to repaint."""
+        ...
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self._items: list[Refreshable] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="runstop-renderer", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def add(self, item: Refreshable) -> None:
+        with self._lock:
+            if item not in self._items:
+                self._items.append(item)
+        self._wake.set()
+
+    def discard(self, item: Refreshable) -> None:
+        with self._lock:
+            if item in self._items:
+                self._items.remove(item)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                items = list(self._items)
+            if not items:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            t0 = time.monotonic()
+            for item in items:
+                try:
+                    keep = item.refresh()
+                except Exception:
+                    log.exception("runstop_nb: a widget failed to refresh; it is dropped")
+                    keep = False
+                if not keep:
+                    self.discard(item)
+            time.sleep(max(0.0, FRAME - (time.monotonic() - t0)))
+
+
+UI_LOCK_NAME = "ui_lock"
+
+
+def ui_lock() -> Any:
+    """The kernel-wide lock every widget write holds (kept across module reloads)."""
+    state = kernel_state()
+    with state.lock:
+        if not hasattr(state, UI_LOCK_NAME):
+            state.ui_lock = threading.RLock()
+        return state.ui_lock
+
+
+def renderer() -> Renderer:
+    state = kernel_state()
+    with state.lock:
+        current = getattr(state, "renderer", None)
+        if current is None or not current.alive:
+            current = Renderer()
+            state.renderer = current
+        r: Renderer = current
+        return r
