@@ -64,6 +64,9 @@ TRANSITIONS: dict[tuple[RunStatus, Event], RunStatus] = {
 
 def next_status(current: RunStatus, event: Event) -> RunStatus:
     """Return the state that ``event`` moves ``current`` to, or raise TransitionError."""
+    # After importlib.reload a live run may hold members of the previous enum classes:
+    # normalize by value, so the table works across reloads (never compare with ``is``).
+    current, event = RunStatus(current.value), Event(event.value)
     try:
         return TRANSITIONS[(current, event)]
     except KeyError:

@@ -27,7 +27,7 @@ from . import _terminal
 STREAMS = ("stdout", "stderr")
 _TAG = {"stdout": b"o", "stderr": b"e"}
 READ_BLOCK = 4 << 20  # bytes per read while counting lines
-FEED_WINDOW = 256 << 10  # at most this much of each tick's new text is decoded
+FEED_WINDOW = 64 << 10  # at most this much of each tick's new text is decoded
 MAX_TAIL_LINES = 1000
 MAX_LINE_CHARS = 4000
 
@@ -140,7 +140,8 @@ class TailBuffer:
         with self._lock:
             text = (self._pending[stream] + text).replace("\r\n", "\n")
             *complete, rest = text.split("\n")
-            for line in complete:
+            maxlen = self._lines.maxlen or len(complete)
+            for line in complete[-maxlen:]:  # cleaning lines that would scroll out is wasted work
                 self._lines.append((stream, _terminal.clip(_terminal.clean(line), MAX_LINE_CHARS)))
             rest = _terminal.collapse_cr(rest)
             if len(rest) > 4 * MAX_LINE_CHARS:  # a huge line without newline: keep its end

@@ -229,7 +229,7 @@ class Run:
         with self._tail_lock:
             if self._tail is not None and not self._tail.closed:
                 self._tail.poll()
-        if (self._deadline is not None and self._status is RunStatus.RUNNING and not self._ending
+        if (self._deadline is not None and self._status == RunStatus.RUNNING and not self._ending
                 and time.monotonic() >= self._deadline):
             self._deadline = None
             self._spawn(lambda: self._stop("timeout", self.grace), "timeout")
@@ -248,7 +248,7 @@ class Run:
         agent = self._agent
         assert agent is not None
         with self._stop_lock:
-            if self._status is not RunStatus.RUNNING:
+            if self._status != RunStatus.RUNNING:
                 return  # a stop is under way or done; it ends the run
             if agent.lost:
                 self.error = "the run's guard process died; the run's tree was stopped"
@@ -271,7 +271,7 @@ class Run:
                 prior = self._status
                 if prior.terminal:
                     return self._result(False, "already_terminal", prior, t0)
-                if prior is RunStatus.RUNNING:
+                if prior == RunStatus.RUNNING:
                     self._move(Event.TIMEOUT if cause == "timeout" else Event.STOP)
                     self._stop_cause = cause
                 else:

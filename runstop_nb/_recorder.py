@@ -1,0 +1,217 @@
+"""The recorder: keeps each run's history row current, from one background thread.
+
+A run's listeners fire on the stop path, and a write can wait up to ``BUSY_MS`` behind
+another kernel's, so no caller ever writes: it hands the run to this thread and moves on.
+The thread reads the run's state when it writes, so the row is always the latest state,
+and bursts of changes collapse into one write. Two moments wait (briefly) for the write
+to land, so that a crash right after them still finds it: ``start()`` returning, and a
+run ending.
+
+While this kernel has live runs the thread also polls, every ``POLL`` seconds, for
+``runstop stop`` requests (the CLI marks the row; the owning kernel stops the run the
+way its Stop button would), and refreshes line and byte counts every ``PROGRESS_EVERY``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from ._history import DB_NAME, stop_columns, store_for
+from ._registry import kernel_state
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+log = logging.getLogger("runstop_nb")
+POLL = 0.5  # seconds: how soon a `runstop stop` request is acted on
+PROGRESS_EVERY = 2.0  # seconds between line/byte count refreshes of live runs
+WRITE_WAIT = 1.0  # seconds start() and a run's end wait for their row to land
+HOST = socket.gethostname()
+_identity: tuple[int, int, float] | None = None
+
+
+def kernel_identity() -> tuple[int, float]:
+    """This process's pid and create time, as RUNSTOP_NB_OWNER writes them (``%.3f``)."""
+    global _identity
+    pid = os.getpid()
+    if _identity is None or _identity[0] != pid:
+        _identity = (pid, pid, round(psutil.Process(pid).create_time(), 3))
+    return _identity[1], _identity[2]
+
+
+def db_of(run: Run) -> Path:
+    """The database of the runs home the run was started in (its logs are in home/runs/ID)."""
+    return run.log_dir.parent.parent / DB_NAME
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """The run's whole history row, as of now."""
+    spec = run.spec
+    with run._state_lock:  # status, returncode and ended_at change together
+        status, returncode, ended = run.status, run.returncode, run.ended_at
+    kernel_pid, kernel_ctime = kernel_identity()
+    env = spec.env_overrides
+    command = spec.command if isinstance(spec.command, str) else list(spec.command)
+    return {
+        "id": run.id, "name": run.name, "status": status, "returncode": returncode,
+        "started_at": run.started_at.timestamp(), "ended_at": ended.timestamp() if ended else None,
+        "argv": json.dumps(list(run.argv)), "command": json.dumps(command), "shell": int(spec.shell),
+        "cwd": run.cwd,
+        "env_keys": json.dumps(sorted(k for k, v in env.items() if v is not None)),
+        "env_unset": json.dumps(sorted(k for k, v in env.items() if v is None)),
+        "timeout": spec.timeout, "grace": spec.grace, "pid": run.pid, "error": run.error,
+        "kernel_pid": kernel_pid, "kernel_ctime": kernel_ctime, "host": HOST, "cookie": spec.cookie,
+        "log_dir": str(run.log_dir), "lines": run.lines, "bytes": run.bytes,
+        **stop_columns(run.last_stop), "updated_at": time.time(),
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._cond = threading.Condition()
+        self._pending: dict[str, Run] = {}
+        self._live: dict[str, Run] = {}
+        self._asked: set[str] = set()
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._submitted = 0
+        self._written = 0
+        self._thread = threading.Thread(target=self._loop, name="runstop-history", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.pid == os.getpid()
+
+    def add(self, run: Run) -> None:
+        """Record a new run now, and again on every status change."""
+        with self._cond:
+            self._live[run.id] = run
+        run.add_listener(self._on_change)
+        self.wait(self.submit(run), WRITE_WAIT)
+
+    def _on_change(self, run: Run) -> None:
+        seq = self.submit(run)
+        if run.done:
+            self.wait(seq, WRITE_WAIT)
+
+    def submit(self, run: Run) -> int:
+        with self._cond:
+            self._pending[run.id] = run
+            self._submitted += 1
+            self._cond.notify_all()
+            return self._submitted
+
+    def wait(self, seq: int, timeout: float) -> bool:
+        """Wait until submission ``seq`` is written; False on timeout."""
+        if threading.current_thread() is self._thread:
+            return False  # the writer cannot wait for itself
+        with self._cond:
+            return self._cond.wait_for(lambda: self._written >= seq, timeout)
+
+    def flush(self, timeout: float = WRITE_WAIT) -> bool:
+        with self._cond:
+            seq = self._submitted
+        return self.wait(seq, timeout)
+
+    def _loop(self) -> None:
+        next_poll = next_progress = time.monotonic()
+        while True:
+            try:
+                with self._cond:
+                    if not self._pending:
+                        self._cond.wait(POLL if self._live else None)
+                    batch, self._pending = self._pending, {}
+                    target = self._submitted
+                for run in batch.values():
+                    self._write(run)
+                with self._cond:
+                    self._written = max(self._written, target)
+                    self._cond.notify_all()
+                now = time.monotonic()
+                if self._live and now >= next_poll:
+                    next_poll = now + POLL
+                    self._poll_requests()
+                if self._live and now >= next_progress:
+                    next_progress = now + PROGRESS_EVERY
+                    self._refresh_counts()
+            except Exception:  # never let the thread die: every later write depends on it
+                log.exception("runstop_nb: the history thread hit an error; it carries on")
+                time.sleep(POLL)
+
+    def _write(self, run: Run) -> None:
+        try:
+            row = run_row(run)
+            store_for(db_of(run)).upsert(row)
+            self._counts[run.id] = (row["lines"], row["bytes"])
+        except Exception as e:  # a history failure must never reach the run
+            log.warning("runstop_nb: could not record run %s in the history (%s)", run.id, e)
+        if run.done:
+            with self._cond:
+                self._live.pop(run.id, None)
+                self._counts.pop(run.id, None)
+
+    def _poll_requests(self) -> None:
+        """Stop the runs that ``runstop stop`` asked for, each on its own thread."""
+        with self._cond:
+            live = list(self._live.values())
+        by_db: dict[Path, list[Run]] = {}
+        for run in live:
+            by_db.setdefault(db_of(run), []).append(run)
+        for path, runs in by_db.items():
+            store = store_for(path)
+            if not store.exists():
+                continue
+            try:
+                wanted = set(store.stop_requests(r.id for r in runs)) - self._asked
+            except Exception as e:
+                log.debug("runstop_nb: could not read stop requests from %s: %s", path, e)
+                continue
+            for run in runs:
+                if run.id in wanted:
+                    self._asked.add(run.id)
+                    threading.Thread(target=run.stop, name=f"runstop-cli-stop-{run.name}", daemon=True).start()
+
+    def _refresh_counts(self) -> None:
+        with self._cond:
+            live = list(self._live.values())
+        for run in live:
+            if self._counts.get(run.id) != (run.lines, run.bytes):
+                self._write(run)
+
+
+def recorder() -> Recorder:
+    """This kernel's recorder (kept in the reload-proof kernel state)."""
+    state = kernel_state()
+    with state.lock:
+        rec: Recorder | None = getattr(state, "history_recorder", None)
+        if rec is None or not rec.alive:
+            rec = Recorder()
+            state.history_recorder = rec
+            atexit.register(rec.flush)  # a normal exit writes what is pending
+        return rec
+
+
+def track(run: Run) -> None:
+    """Record ``run`` in its runs home's history, now and on every status change. Never raises."""
+    try:
+        recorder().add(run)
+    except Exception:
+        log.exception("runstop_nb: could not record run %s in the history; the run is unaffected", run.id)
+
+
+def flush(timeout: float = WRITE_WAIT) -> None:
+    """Wait (at most ``timeout``) until this kernel's pending history writes have landed."""
+    rec: Recorder | None = getattr(kernel_state(), "history_recorder", None)
+    if rec is not None and rec.alive:
+        rec.flush(timeout)

@@ -1,0 +1,126 @@
+"""Log files: durable, private, interleaved in order; the live tail stays bounded."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from runstop_nb._logs import FEED_WINDOW, LiveTail, LogFiles, TailBuffer
+
+
+def make(tmp_path: Path) -> tuple[LogFiles, LiveTail]:
+    files = LogFiles(tmp_path / "runs" / "r1").create()
+    return files, LiveTail(files, TailBuffer())
+
+
+def write(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def test_folder_and_files_are_private(tmp_path: Path) -> None:
+    files, _ = make(tmp_path)
+    assert stat.S_IMODE(os.stat(files.dir).st_mode) == 0o700
+    for path in (files.stdout, files.stderr, files.order):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_output_interleaves_streams_in_the_order_seen(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    write(files.stdout, b"out 1\n")
+    tail.poll()
+    write(files.stderr, b"err 1\n")
+    tail.poll()
+    write(files.stdout, b"out 2\n")
+    tail.poll()
+    tail.close()
+    assert files.output() == "out 1\nerr 1\nout 2\n"
+    assert files.output("stderr") == "err 1\n"
+    assert tail.buffer.lines() == [("stdout", "out 1"), ("stderr", "err 1"), ("stdout", "out 2")]
+
+
+def test_bytes_after_the_last_record_are_kept(tmp_path: Path) -> None:
+    """A kernel crash leaves bytes the index never saw: output() still returns them."""
+    files, tail = make(tmp_path)
+    write(files.stdout, b"seen\n")
+    tail.poll()
+    write(files.stdout, b"unseen\n")
+    write(files.stderr, b"late err\n")
+    assert files.output() == "seen\nunseen\nlate err\n"
+
+
+def test_tail_reads_last_lines_across_streams(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    for i in range(100):
+        write(files.stdout if i % 2 else files.stderr, f"line {i}\n".encode())
+        tail.poll()
+    assert files.tail(3) == "line 97\nline 98\nline 99\n"
+    assert files.tail(0) == ""
+
+
+def test_flood_counts_every_line_but_decodes_a_bounded_window(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    write(files.stdout, b"".join(b"%09d xxxxxxxxxxxxxxxxxxxx\n" % i for i in range(200_000)))
+    tail.poll()
+    assert tail.lines == 200_000
+    shown = tail.buffer.lines()
+    assert len(shown) <= 1000
+    assert shown[-1] == ("stdout", "000199999 xxxxxxxxxxxxxxxxxxxx")
+    assert sum(len(t) for _, t in shown) <= FEED_WINDOW
+    tail.close()
+    assert files.output().count("\n") == 200_000
+
+
+def test_split_utf8_and_invalid_bytes(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    data = "héllo ✓\n".encode()
+    write(files.stdout, data[:2])
+    tail.poll()
+    write(files.stdout, data[2:] + b"\xff\xfebad\x00\n")
+    tail.poll()
+    tail.close()
+    texts = [t for _, t in tail.buffer.lines()]
+    assert texts == ["héllo ✓", "\ufffd\ufffdbad"]
+    assert files.read_bytes("stdout") == data + b"\xff\xfebad\x00\n"
+
+
+def test_unterminated_last_line_counts_and_shows(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    write(files.stdout, b"a\nb")
+    tail.poll()
+    assert tail.lines == 2
+    assert tail.buffer.lines()[-1] == ("stdout", "b")
+
+
+def test_progress_bar_without_newline_stays_small(tmp_path: Path) -> None:
+    buf = TailBuffer()
+    for pct in range(100_000):
+        buf.feed("stdout", f"\r{pct}%")
+    assert buf.lines() == [("stdout", "99999%")]
+
+
+def test_huge_line_without_newline_is_bounded_in_memory() -> None:
+    buf = TailBuffer()
+    for _ in range(100):
+        buf.feed("stdout", "y" * 100_000)
+    (_, text), = buf.lines()
+    assert len(text) < 20_000
+
+
+def test_omitted_lines_are_marked_when_the_window_holds_few_lines(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    write(files.stdout, b"".join(b"%09d " % i + b"z" * 2000 + b"\n" for i in range(200)))
+    tail.poll()
+    shown = tail.buffer.lines()
+    assert any("lines not shown" in text for _, text in shown)
+    assert shown[-1][1].startswith("000000199 ")
+    assert tail.lines == 200
+
+
+def test_shrink_keeps_the_newest(tmp_path: Path) -> None:
+    buf = TailBuffer()
+    for i in range(50):
+        buf.feed("stdout", f"{i}\n")
+    buf.shrink(5)
+    assert [t for _, t in buf.lines()] == ["45", "46", "47", "48", "49"]
