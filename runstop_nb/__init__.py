@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._api import get, runs, start, stop_all
+from ._janitor import reap_orphans
+from ._pastrun import history, load
 from ._results import StopResult, Survivor
 from ._run import Run
 from .errors import (
@@ -39,6 +41,9 @@ __all__ = [
     "TransitionError",
     "dashboard",
     "get",
+    "history",
+    "load",
+    "reap_orphans",
     "runs",
     "start",
     "stop_all",

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from . import _spec
+from . import _recorder, _spec
 from ._home import run_dir
 from ._launcher import LaunchSpec, LocalLauncher
 from ._logs import LogFiles
@@ -58,6 +58,7 @@ def start(
             raise
         reg.add(run, key)
     run._attach(agent)
+    _recorder.track(run)  # after _attach, so the first row has the pid; never raises
     return run
 
 

@@ -259,7 +259,7 @@ def _is_corrupt(path: Path) -> bool:
     except sqlite3.Error:
         return False
     try:
-        return conn.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+        return bool(conn.execute("PRAGMA quick_check").fetchone()[0] != "ok")
     except sqlite3.DatabaseError as e:
         return _corrupt(e)
     finally:

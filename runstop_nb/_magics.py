@@ -16,7 +16,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import _spec
 from ._api import get, runs, start
@@ -75,13 +75,13 @@ class AgentMagics(Magics):
         stop it (verified dead) and start a new one. Stop buttons end the whole process
         tree. Agents never receive the kernel's interrupt, except a --wait run, which it stops.
         """
-        args = parse_argstring(self.agent_run, line)
+        args = _parse(self.agent_run, line)
         opts = self._options(args)
         if cell is None:
             if args.cols is not None:
                 raise UsageError("--cols applies to %%agent_run (a grid); drop it here")
             command = self._command(args, line)
-            key = f"name:{args.name}" if args.name else self._key(f"line{self._next_line_index()}")
+            key = f"name:{args.name}" if args.name else self._key(f"line{self._next_line_index()}", command)
             jobs = [(args.name, command, key)]
         else:
             if args.name or args.command:
@@ -113,7 +113,7 @@ class AgentMagics(Magics):
             %agent_stop reviewer
             %agent_stop --all
         """
-        args = parse_argstring(self.agent_stop, line)
+        args = _parse(self.agent_stop, line)
         grace = self._seconds("--grace", args.grace)
         if args.all == bool(args.targets):
             raise UsageError("name the runs to stop, or pass --all (not both)")
@@ -175,8 +175,8 @@ class AgentMagics(Magics):
         if not words:
             raise UsageError(f"missing command: {USAGE}")
         if args.shell:
-            _, sep, raw = line.partition(" -- ")
-            return raw.strip() if sep else " ".join(words)
+            _, sep, raw = f" {line}".partition(" -- ")
+            return raw.strip() if sep else shlex.join(words)
         return words
 
     def _cell_jobs(self, cell: str, shell: bool) -> list[tuple[str | None, list[str] | str, str]]:
@@ -196,7 +196,7 @@ class AgentMagics(Magics):
                 command: list[str] | str = body if shell else shlex.split(body)
             except ValueError as e:
                 raise UsageError(f"line {number}: {e} in {body!r}") from None
-            key = f"name:{name}" if name else self._key(f"agent{len(jobs)}")
+            key = f"name:{name}" if name else self._key(f"agent{len(jobs)}", command)
             jobs.append((name, command, key))
         if not jobs:
             raise UsageError("%%agent_run: the cell has no command lines (one agent per line)")
@@ -256,8 +256,10 @@ class AgentMagics(Magics):
         keyed = reg.by_key(key)
         return keyed if keyed is not None and not keyed.done else None
 
-    def _key(self, position: str) -> str:
-        """Identify the current cell: the frontend's cell id, else a hash of its source."""
+    def _key(self, position: str, command: list[str] | str) -> str:
+        """Identify an unnamed agent: the frontend's cell id and its position in the cell,
+        else (no cell id, e.g. terminal IPython) a hash of its command and position; the
+        magic's options stay out of it, so adding --restart still finds the run."""
         parent: dict[str, Any] = {}
         kernel = getattr(self.shell, "kernel", None)
         if kernel is not None:
@@ -268,11 +270,8 @@ class AgentMagics(Magics):
         cell_id = (parent.get("metadata") or {}).get("cellId")
         if cell_id:
             return f"cell:{cell_id}:{position}"
-        source = (parent.get("content") or {}).get("code")
-        if source is None:
-            hist = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None) or [""]
-            source = hist[-1]
-        return f"src:{hashlib.sha1(source.encode()).hexdigest()[:16]}:{position}"
+        text = command if isinstance(command, str) else shlex.join(command)
+        return f"cmd:{hashlib.sha1(text.encode()).hexdigest()[:16]}:{position}"
 
     def _next_line_index(self) -> int:
         """The position of this %agent_run among those of the same cell execution."""
@@ -313,6 +312,21 @@ class AgentMagics(Magics):
             for run in runs_:
                 _echo(run, offsets)
                 print(f"{run.name}: {run.status} (exit {run.returncode})")
+
+
+def _parse(magic: Any, line: str) -> argparse.Namespace:
+    """Split the line like a POSIX shell, then apply the magic's declared arguments.
+
+    IPython's own ``parse_argstring`` splits non-POSIX (quotes stay in the words), which
+    would hand ``sh -c 'echo hi'`` to the agent with literal quotes. Bad input of any kind
+    (unbalanced quotes, unknown flags) is a UsageError.
+    """
+    try:
+        words = shlex.split(line, posix=True)
+    except ValueError as e:
+        raise UsageError(f"{e} in {line!r}") from None
+    args: argparse.Namespace = magic.parser.parse_args(words)  # raises UsageError when bad
+    return args
 
 
 def _echo(run: Run, offsets: dict[tuple[str, str], int]) -> None:

@@ -120,7 +120,17 @@ class Recorder:
             return self._cond.wait_for(lambda: self._written >= seq, timeout)
 
     def flush(self, timeout: float = WRITE_WAIT) -> bool:
+        """Wait for pending writes, including the end of any run that ended a moment ago.
+
+        ``run.wait()`` returns as soon as the run is done, a moment before its listeners
+        (this one included) hear of it; resubmitting done runs closes that gap.
+        """
         with self._cond:
+            for run in self._live.values():
+                if run.done:
+                    self._pending[run.id] = run
+                    self._submitted += 1
+            self._cond.notify_all()
             seq = self._submitted
         return self.wait(seq, timeout)
 

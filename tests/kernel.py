@@ -81,7 +81,10 @@ class Kernel:
                 reply.comm_msgs.append(msg)
             elif kind == "status" and content["execution_state"] == "idle":
                 idle = True
-        shell = self.kc.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
+        while True:  # skip replies to requests whose callers never read them
+            shell = self.kc.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
+            if shell["parent_header"].get("msg_id") == msg_id:
+                break
         reply.status = shell["content"]["status"]
         reply.user_expressions = shell["content"].get("user_expressions", {})
         return reply
@@ -96,6 +99,8 @@ class Kernel:
     def eval(self, expr: str, timeout: float = 30) -> Any:
         """The value of a Python literal expression evaluated in the kernel."""
         reply = self.run("", silent=True, expressions={"v": f"repr({expr})"}, timeout=timeout)
+        if "v" not in reply.user_expressions:
+            raise AssertionError(f"{expr}: the kernel replied {reply.status!r} without a value")
         value = reply.user_expressions["v"]
         if value["status"] != "ok":
             raise AssertionError(f"{expr}: {value.get('ename')}: {value.get('evalue')}")

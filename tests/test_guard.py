@@ -38,7 +38,7 @@ def start_fake_kernel(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str],
 def test_tree_dies_within_5s_of_kernel_sigkill(tmp_path: Path, mode: str) -> None:
     """plain: the lifeline reaches EOF. fork: a forked copy holds the lifeline open, so only
     the parent-death signal can notice."""
-    proc, cookie, guard = start_fake_kernel(tmp_path, mode)
+    proc, cookie, _guard = start_fake_kernel(tmp_path, mode)
     try:
         wait_for(lambda: len(cookie_alive(cookie)) >= 5, 10, "guard + bash + 3 sleeps")
         t0 = time.monotonic()

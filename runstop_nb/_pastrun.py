@@ -1,0 +1,306 @@
+"""Past runs: ``history()`` as a list of records, and ``load()`` of one read-only run.
+
+A past run reads like a :class:`~runstop_nb.Run` (id, name, status, returncode, times,
+logs, ``output()``, ``tail()``, ``last_stop``) so the same widget can show it, but it
+controls nothing: it may belong to another kernel, or to none. ``rerun()`` starts its
+command again as a new run of this kernel.
+
+A run recorded ``running`` or ``stopping`` whose kernel is gone shows as ``lost`` when
+its processes are gone too (how it ended is unknown), or ``orphaned`` while some still
+live (``runstop_nb.reap_orphans()`` stops them). Runs recorded on another host keep
+their recorded status: their kernel cannot be checked from here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import shlex
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._history import LIVE, RunRecord, Store, db_path, store_for
+from ._janitor import owner_alive, scan
+from ._logs import STREAMS, LogFiles, TailBuffer, _read
+from ._recorder import HOST, flush
+from ._results import StopResult
+from .errors import HistoryError, InvalidSpecError, NameInUseError, RunNotFoundError
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+TERMINAL = ("completed", "failed", "cancelled", "timed_out")
+STATUSES = ("running", "stopping", *TERMINAL, "lost", "orphaned")
+TAIL_LINES = 200  # display lines a past run's buffer holds, as an ended Run keeps
+
+
+def judge(records: list[RunRecord]) -> list[RunRecord]:
+    """Records, with runs recorded live whose kernel is gone shown as lost or orphaned."""
+    live_cookies: set[str] | None = None
+    owners: dict[tuple[int, float], bool] = {}
+    out = []
+    for rec in records:
+        if rec.recorded_status in LIVE and rec.host == HOST:
+            owner = (rec.kernel_pid, rec.kernel_ctime)
+            if owner not in owners:
+                owners[owner] = owner_alive(*owner)
+            if not owners[owner]:
+                if live_cookies is None:
+                    live_cookies = {t.cookie for t in scan()}  # one /proc pass for all rows
+                rec = replace(rec, status="orphaned" if rec.cookie in live_cookies else "lost")
+        out.append(rec)
+    return out
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def command_text(rec: RunRecord) -> str:
+    return rec.command if isinstance(rec.command, str) else shlex.join(rec.argv)
+
+
+def elapsed(rec: RunRecord) -> float | None:
+    """Seconds the run lasted; for a lost run, until its logs were last written (an estimate)."""
+    start = rec.started_at.timestamp()
+    if rec.ended_at is not None:
+        return rec.ended_at.timestamp() - start
+    if rec.status == "lost":
+        files = LogFiles(Path(rec.log_dir))
+        times = [p.stat().st_mtime for p in (files.stdout, files.stderr, files.order) if p.exists()]
+        return max([start, *times]) - start
+    return time.time() - start
+
+
+def table(records: Iterable[RunRecord]) -> str:
+    """A plain-text table of records, one line each."""
+    rows = [("ID", "NAME", "STATUS", "EXIT", "STARTED", "ELAPSED", "LINES", "COMMAND")]
+    for r in records:
+        cmd = command_text(r)
+        rows.append((
+            r.id, r.name, r.status, "" if r.returncode is None else str(r.returncode),
+            r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), clock(elapsed(r)), str(r.lines),
+            cmd if len(cmd) <= 60 else cmd[:59] + "…",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+                     for row in rows)
+
+
+class Records(list[RunRecord]):
+    """What ``history()`` returns: a plain list of :class:`RunRecord`, newest first.
+
+    ``pandas.DataFrame(records)`` gives one column per field.
+    """
+
+    def __repr__(self) -> str:
+        return table(self) if self else "Records([])  # no runs recorded here"
+
+    def load(self, index: int = 0) -> PastRun:
+        """The read-only past run of ``self[index]``."""
+        return PastRun(self[index])
+
+
+def _store() -> Store:
+    flush()  # this kernel's pending writes first, so a read sees its own runs
+    return store_for(db_path())
+
+
+def _select(store: Store, where: str = "", params: Iterable[object] = (), limit: int | None = None) -> list[RunRecord]:
+    try:
+        return store.select(where, params, limit)
+    except sqlite3.Error as e:
+        raise HistoryError(f"cannot read the run history at {store.path} ({e}); retry in a moment") from e
+
+
+def history(limit: int | None = 50, name: str | None = None, status: str | Iterable[str] | None = None) -> Records:
+    """Runs recorded in this runs home, newest first, from every kernel that used it.
+
+    ``limit`` caps how many (None: all); ``name`` keeps runs of that name; ``status``
+    keeps runs in that status, or any of several (running, stopping, completed, failed,
+    cancelled, timed_out, lost, orphaned). Raises HistoryError if the history cannot be
+    read at all.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative int or None, not {limit!r}")
+    wanted = None if status is None else ({status} if isinstance(status, str) else set(status))
+    if wanted is not None and not wanted <= set(STATUSES):
+        raise ValueError(f"unknown status {sorted(wanted - set(STATUSES))}; use some of {', '.join(STATUSES)}")
+    if wanted is not None and not wanted:
+        return Records()
+    where, params = [], []
+    if name is not None:
+        where.append("name = ?")
+        params.append(name)
+    if wanted is not None:
+        recorded = wanted - {"lost", "orphaned"} | (set(LIVE) if wanted & {"lost", "orphaned"} else set())
+        where.append(f"status IN ({', '.join('?' * len(recorded))})")
+        params.extend(sorted(recorded))
+    exact = wanted is None or not (wanted & {"running", "stopping", "lost", "orphaned"})
+    records = judge(_select(_store(), " AND ".join(where), params, limit if exact else None))
+    if wanted is not None:
+        records = [r for r in records if r.status in wanted]
+    return Records(records if limit is None else records[:limit])
+
+
+def load(run_id: str) -> PastRun:
+    """A recorded run, read-only, by id, by name (the latest run of that name), or by unique id prefix.
+
+    Works for runs of any kernel, living or dead; ``runstop_nb.get()`` gives this
+    kernel's live handle instead.
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise RunNotFoundError(f"no run {run_id!r} in the history; runstop_nb.history() lists runs")
+    store = _store()
+    found = _select(store, "id = ?", [run_id]) or _select(store, "name = ?", [run_id], 1)
+    if not found and len(run_id) >= 4:
+        prefixed = _select(store, "substr(id, 1, ?) = ?", [len(run_id), run_id], 2)
+        found = prefixed if len(prefixed) == 1 else []
+    if not found:
+        raise RunNotFoundError(f"no run {run_id!r} in the history at {store.path}; runstop_nb.history() lists runs")
+    return PastRun(judge(found)[0])
+
+
+class PastRun:
+    """A recorded run, read-only: the same read surface as Run, plus ``rerun()``.
+
+    ``done`` is always True: nothing here can change the run. ``refresh()`` reads it again.
+    """
+
+    done = True
+    stop_in_progress = False
+    key = None
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+        self.id = record.id
+        self.name = record.name
+        self.argv = list(record.argv)
+        self.cwd = record.cwd
+        self.pid = record.pid
+        self.status = record.status
+        self.returncode = record.returncode
+        self.started_at: datetime = record.started_at
+        self.ended_at: datetime | None = record.ended_at
+        self.error = record.error
+        self.grace = record.grace
+        self.timeout = record.timeout
+        self.log_dir = Path(record.log_dir)
+        self.last_stop: StopResult | None = record.last_stop
+        self._logs = LogFiles(self.log_dir)
+        self._counts: tuple[int, int] | None = None
+        self._buffer: TailBuffer | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the run lasted (for a lost run: until its logs were last written)."""
+        return elapsed(self.record) or 0.0
+
+    def _count(self) -> tuple[int, int]:
+        if self.record.recorded_status in TERMINAL:
+            return self.record.lines, self.record.bytes
+        if self._counts is None:  # recorded live: its counts may be stale, the logs are not
+            lines = size = 0
+            for stream in STREAMS:
+                data = _read(self._logs.path(stream), 0, None)
+                size += len(data)
+                lines += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+            self._counts = (lines, size)
+        return self._counts
+
+    @property
+    def lines(self) -> int:
+        return self._count()[0]
+
+    @property
+    def bytes(self) -> int:
+        return self._count()[1]
+
+    @property
+    def buffer(self) -> TailBuffer:
+        """The last lines of output, cleaned and tagged by stream, as a Run's buffer holds them."""
+        if self._buffer is None:
+            picked: list[tuple[str, bytes]] = []
+            newlines = 0
+            for stream, off, n in reversed(list(self._logs._chunks())):
+                data = _read(self._logs.path(stream), off, n)
+                picked.append((stream, data))
+                newlines += data.count(b"\n")
+                if newlines > TAIL_LINES:
+                    break
+            buf = TailBuffer()
+            decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in STREAMS}
+            for stream, data in reversed(picked):
+                buf.feed(stream, decoders[stream].decode(data))
+            buf.shrink(TAIL_LINES)
+            self._buffer = buf
+        return self._buffer
+
+    def output(self, stream: str = "both") -> str:
+        """Everything the agent wrote, from the log (``stream``: both, stdout, stderr)."""
+        if stream not in ("both", "stdout", "stderr"):
+            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
+        return self._logs.output(stream)
+
+    def tail(self, n: int = 50) -> str:
+        """The last ``n`` lines of output, from the log."""
+        return self._logs.tail(n)
+
+    def wait(self, timeout: float | None = None) -> str:
+        return self.status
+
+    async def wait_async(self, timeout: float | None = None) -> str:
+        return self.status
+
+    def members(self) -> list[object]:
+        return []
+
+    def add_listener(self, fn: Callable[[PastRun], None]) -> Callable[[], None]:
+        """A past run never changes: ``fn`` is never called. Returns a no-op unsubscribe."""
+        return lambda: None
+
+    def refresh(self) -> PastRun:
+        """This run as the history has it now."""
+        return load(self.id)
+
+    def rerun(self, env: Mapping[str, str | None] | None = None) -> Run:
+        """Start this run's command again as a new run of this kernel (same name if free).
+
+        History keeps the *keys* of the env overrides, never their values (they may be
+        secrets). If the run set any, pass them again as ``env``; a run of this kernel
+        reuses its own values. Keys the run removed are removed again.
+        """
+        from ._api import start
+        from ._registry import registry
+
+        rec = self.record
+        overrides: dict[str, str | None] = {k: None for k in rec.env_unset}
+        if env is not None:
+            overrides.update(env)
+        elif rec.env_keys:
+            mine = [r for r in registry().all() if r.id == self.id]
+            if not mine:
+                keys = ", ".join(rec.env_keys)
+                raise InvalidSpecError(
+                    f"run {self.id} set env {keys}, and history keeps no values (they may be secrets); "
+                    f"pass them again: rerun(env={{{rec.env_keys[0]!r}: ...}}), or env={{}} to run without"
+                )
+            overrides = dict(mine[0].spec.env_overrides)
+        cmd: str | list[str] = rec.command if isinstance(rec.command, str) else list(rec.command)
+        kwargs = dict(cwd=rec.cwd, env=overrides, timeout=rec.timeout, grace=rec.grace, shell=rec.shell)
+        try:
+            return start(cmd, name=self.name, **kwargs)  # type: ignore[arg-type]
+        except NameInUseError:
+            return start(cmd, **kwargs)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        extra = f" exit={self.returncode}" if self.returncode is not None else ""
+        when = self.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        return f"<PastRun {self.name!r} {self.status}{extra} {clock(self.elapsed)} started {when}>"

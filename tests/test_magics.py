@@ -1,0 +1,264 @@
+"""The magics: bad input through InteractiveShell (fast), behaviour through a real kernel."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+import runstop_nb
+
+from .conftest import AGENTS, cookie_alive, kill_pids, wait_for
+from .kernel import Kernel, kernel
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[InteractiveShell]:
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "runstop_nb")
+    yield ip
+
+
+BAD_LINES = [
+    ("", "missing command"),
+    ("--name x", "missing command"),
+    ("--", "missing command"),
+    ("--bogus -- ls", "unrecognized arguments: --bogus"),
+    ("--timeout abc -- ls", "invalid float value"),
+    ("--timeout -1 -- ls", "--timeout must be a positive"),
+    ("--grace 0 -- ls", "--grace must be a positive"),
+    ("--grace nan -- ls", "got nan"),
+    ("--env NOEQUALS -- ls", "--env takes KEY=VALUE"),
+    ("--env =v -- ls", "--env takes KEY=VALUE"),
+    ("--name 'bad name' -- ls", "invalid run name"),
+    ("--name 'x;y' -- ls", "invalid run name"),
+    ("--cwd /no/such/dir -- ls", "does not exist"),
+    ("-- no-such-command-xyz", "command not found: 'no-such-command-xyz'"),
+    ("--cols 2 -- ls", "--cols applies to %%agent_run"),
+    ("-- 'unbalanced", "No closing quotation"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES)
+def test_bad_agent_run_line_is_a_usage_error(shell: InteractiveShell, line: str, message: str) -> None:
+    before = len(runstop_nb.runs())
+    with pytest.raises(UsageError, match=None) as info:
+        shell.run_line_magic("agent_run", line)
+    assert message in str(info.value)
+    assert len(runstop_nb.runs()) == before, "a bad line must start nothing"
+
+
+@pytest.mark.parametrize(("options", "cell", "message"), [
+    ("", "\n# only a comment\n\n", "no command lines"),
+    ("", "a: ls\na: ls", "the name 'a' is used twice"),
+    ("--name x", "ls", "name them as 'name: command'"),
+    ("--cols 0", "ls", "--cols must be between 1 and 12"),
+    ("", "ls\nno-such-command-xyz", "command not found"),
+    ("", "echo 'open", "line 1: No closing quotation"),
+])
+def test_bad_agent_run_cell_is_a_usage_error_and_starts_nothing(
+        shell: InteractiveShell, options: str, cell: str, message: str) -> None:
+    before = len(runstop_nb.runs())
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("agent_run", options, cell)
+    assert message in str(info.value)
+    assert len(runstop_nb.runs()) == before
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("", "name the runs to stop, or pass --all"),
+    ("--all somebody", "not both"),
+    ("nobody", "no run named 'nobody'"),
+    ("--grace -2 --all", "--grace must be a positive"),
+])
+def test_bad_agent_stop_is_a_usage_error(shell: InteractiveShell, line: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("agent_stop", line)
+    assert message in str(info.value)
+
+
+def test_terminal_ipython_falls_back_to_text(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run_line_magic("agent_run", "--name txt --wait -- sh -c 'echo hello; echo oops >&2'")
+    out, err = capsys.readouterr()
+    assert "started 'txt'" in out and "hello" in out and "txt: completed (exit 0)" in out
+    assert "oops" in err
+    shell.run_line_magic("agent_ls", "")
+    table = capsys.readouterr().out
+    assert "name" in table.splitlines()[0] and "txt" in table
+
+
+def test_agent_stop_prints_one_line_per_run(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run_cell_magic("agent_run", "", "s1: sleep 1000\ns2: sleep 1000")
+    capsys.readouterr()
+    shell.run_line_magic("agent_stop", "s1 s2 --grace 0.5")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("cancelled" in ln for ln in lines)
+
+
+def test_unload_leaves_runs_running_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    ip = InteractiveShell.instance()
+    run = runstop_nb.start(["sleep", "1000"], name="keeper")
+    ip.run_line_magic("unload_ext", "runstop_nb")
+    assert "keep running" in capsys.readouterr().out
+    assert "agent_run" not in ip.magics_manager.magics["line"]
+    assert run.status == "running"
+    ip.run_line_magic("load_ext", "runstop_nb")
+    assert "agent_run" in ip.magics_manager.magics["line"]
+    assert runstop_nb.get("keeper") is run
+
+
+# -- real kernel ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    home = tmp_path_factory.mktemp("khome")
+    with kernel(AGENTS.parent, {"RUNSTOP_NB_HOME": str(home)}) as kk:
+        kk.ok("%load_ext runstop_nb\nimport runstop_nb")
+        try:
+            yield kk
+        finally:
+            cookies = kk.eval("[r.spec.cookie for r in runstop_nb.runs()]")
+            kk.run("runstop_nb.stop_all(grace=0.5)")
+            for cookie in cookies:
+                kill_pids(cookie_alive(cookie))
+
+
+def pids_of(k: Kernel, names: list[str]) -> dict[str, int]:
+    return {n: k.eval(f"runstop_nb.get({n!r}).pid") for n in names}
+
+
+def tree_dead(k: Kernel, name: str) -> bool:
+    return cookie_alive(k.eval(f"runstop_nb.get({name!r}).spec.cookie")) == []
+
+
+@pytest.mark.kernel
+def test_magic_starts_an_agent_and_shows_its_widget(k: Kernel) -> None:
+    reply = k.ok("%agent_run --name one -- python agents/counter.py --lines 5 --interval 0.01")
+    assert any(WIDGET in d for d in reply.data), "the run widget is displayed"
+    assert k.eval("runstop_nb.get('one').wait(20)") == "completed"
+    assert "line 00005" in k.eval("runstop_nb.get('one').output()")
+
+
+@pytest.mark.kernel
+def test_grid_of_eight_parallel_agents_then_stop_one_then_all(k: Kernel) -> None:
+    cell = "\n".join(f"g{i}: python agents/stubborn.py" if i == 0 else f"g{i}: sleep 1000" for i in range(8))
+    reply = k.ok(f"%%agent_run --cols 4 --grace 0.3\n{cell}")
+    assert sum(WIDGET in d for d in reply.data) == 1, "one grid for the whole cell"
+    names = [f"g{i}" for i in range(8)]
+    assert set(k.eval(f"[runstop_nb.get(n).status for n in {names}]")) == {"running"}
+    wait_for(lambda: "still here" in k.eval("runstop_nb.get('g0').output()"), 20, "stubborn's handler")
+    reply = k.ok("%agent_stop g0")
+    assert "g0: cancelled" in reply.stdout and "SIGKILL needed" in reply.stdout
+    assert tree_dead(k, "g0")
+    assert k.eval("runstop_nb.get('g1').status") == "running"
+    reply = k.ok("%agent_stop --all")
+    assert reply.stdout.count("cancelled") >= 7
+    assert all(tree_dead(k, n) for n in names)
+
+
+@pytest.mark.kernel
+def test_rerunning_a_cell_reattaches_then_restart_replaces(k: Kernel) -> None:
+    cell = "%%agent_run\nre1: sleep 1000\nsleep 1000"
+    k.ok(cell)
+    runs_before = k.eval("len(runstop_nb.runs())")
+    first = k.eval("[(r.name, r.pid) for r in runstop_nb.runs() if not r.done]")
+    reply = k.ok(cell)
+    assert "already running" in reply.stdout and "--restart" in reply.stdout
+    assert any(WIDGET in d for d in reply.data), "the same runs are shown again"
+    assert k.eval("len(runstop_nb.runs())") == runs_before, "nothing new was spawned"
+    assert k.eval("[(r.name, r.pid) for r in runstop_nb.runs() if not r.done]") == first
+    old_cookies = k.eval("[r.spec.cookie for r in runstop_nb.runs() if not r.done]")
+    k.ok("%%agent_run --restart\nre1: sleep 1000\nsleep 1000")
+    now = k.eval("[(r.name, r.pid) for r in runstop_nb.runs() if not r.done]")
+    assert len(now) == 2 and not set(p for _, p in now) & set(p for _, p in first)
+    assert all(cookie_alive(c) == [] for c in old_cookies), "--restart verified the old trees dead"
+    k.ok("%agent_stop --all")
+
+
+@pytest.mark.kernel
+def test_wait_then_interrupt_stops_the_run_with_one_line(k: Kernel) -> None:
+    msg_id = k.kc.execute("%agent_run --name fg --wait -- python agents/spawner.py")
+    owner = f"RUNSTOP_NB_OWNER={k.pid}:".encode()
+
+    def agent_pids() -> list[int]:
+        out = []
+        for p in psutil.process_iter():
+            try:
+                with open(f"/proc/{p.pid}/environ", "rb") as f:
+                    if owner in f.read() and "spawner" in " ".join(p.cmdline()):
+                        out.append(p.pid)
+            except (OSError, psutil.Error):
+                pass
+        return out
+
+    wait_for(agent_pids, 20, "the foreground agent")
+    time.sleep(0.5)  # let it spawn its children before the interrupt
+    k.km.interrupt_kernel()
+    stdout, error = "", ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = k.kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            stdout += msg["content"]["text"]
+        elif msg["msg_type"] == "error":
+            error = msg["content"]["ename"]
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert not error, f"an interrupted --wait must not end in a traceback ({error})"
+    assert stdout.strip().startswith("interrupted: fg: cancelled"), stdout
+    assert len(stdout.strip().splitlines()) == 1
+    assert tree_dead(k, "fg")
+    assert k.eval("1 + 1") == 2, "the kernel stays usable"
+
+
+@pytest.mark.kernel
+def test_agents_never_receive_the_kernel_interrupt(k: Kernel) -> None:
+    k.ok("%agent_run --name bystander -- sleep 1000")
+    msg_id = k.kc.execute("import time; time.sleep(30)")
+    time.sleep(0.5)
+    k.km.interrupt_kernel()
+    while True:
+        msg = k.kc.get_iopub_msg(timeout=30)
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"):
+            break
+    assert k.eval("runstop_nb.get('bystander').status") == "running"
+    pid = k.eval("runstop_nb.get('bystander').pid")
+    assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    k.ok("%agent_stop bystander")
+
+
+@pytest.mark.kernel
+def test_ls_lists_every_run(k: Kernel) -> None:
+    k.ok("%agent_run --name listed -- sleep 1000")
+    reply = k.ok("%agent_ls")
+    text = reply.data[-1]["text/plain"]
+    assert text.splitlines()[0].split() == ["name", "id", "status", "pid", "elapsed", "exit", "lines", "log"]
+    assert "listed" in text and "running" in text
+    assert "runstop-table" in reply.data[-1]["text/html"]
+    k.ok("%agent_stop listed")
+
+
+@pytest.mark.kernel
+def test_reload_ext_keeps_live_runs_reachable(k: Kernel) -> None:
+    k.ok("%agent_run --name reloaded -- sleep 1000")
+    pid = k.eval("runstop_nb.get('reloaded').pid")
+    k.ok("%reload_ext runstop_nb")
+    assert k.eval("runstop_nb.get('reloaded').pid") == pid
+    k.ok("%agent_stop reloaded")
+    assert tree_dead(k, "reloaded")
+
+
+def test_cwd_is_the_agents_folder_for_relative_paths() -> None:
+    assert (AGENTS / "counter.py").exists() and os.path.isdir(Path(AGENTS).parent)
