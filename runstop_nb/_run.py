@@ -261,8 +261,9 @@ class Run:
             outcome = agent.terminate(self.grace)  # leftovers: the tree dies with its root
             if outcome.survivors:
                 self._watch_until_dead(event)
-            else:
-                self._finish(event)
+                return
+            self._finish(event)
+        self._announce()
 
     def _stop(self, cause: str, grace: float) -> StopResult:
         t0 = time.monotonic()
@@ -297,7 +298,10 @@ class Run:
                     unkillable=outcome.survivors, signalled=outcome.signalled, swept=outcome.swept,
                 )
             self.last_stop = result
-        self._emit()
+        if result.stopped:
+            self._announce()
+        else:
+            self._emit()
         return result
 
     def _result(self, stopped: bool, reason: str, prior: RunStatus, t0: float, **kw: object) -> StopResult:
@@ -321,29 +325,37 @@ class Run:
                 if not agent.members():
                     with self._stop_lock:
                         self._finish(event)
+                    self._announce()
             self._watching = False
 
         self._spawn(watch, "watch")
 
     def _finish(self, event: Event) -> None:
-        """The tree is verified dead: final read of the logs, terminal status, release."""
+        """The tree is verified dead: release the guard, read the logs to the end, then
+        turn terminal, so a terminal status means nothing of the run is left, guard included.
+        Callers hold ``_stop_lock``."""
         agent = self._agent
         with self._state_lock:
             if self._status.terminal:
                 return
-            if agent is not None and agent.returncode is None and not agent.lost:
+            final = next_status(self._status, event)  # an illegal move raises before any effect
+        if agent is not None:
+            if agent.returncode is None and not agent.lost:
                 agent.wait_exit(0.5)  # the guard reports the root's status within ms
-            self._status = next_status(self._status, event)
-            self.returncode = agent.returncode if agent is not None else None
-            self.ended_at = datetime.now(timezone.utc)
-            self._t_end = time.monotonic()
+            agent.release()
         with self._tail_lock:
             if self._tail is not None:
                 self._tail.close()
                 self._final_counts = (self._tail.lines, self._tail.bytes)
         self.buffer.shrink(ENDED_TAIL_LINES)
         self._supervisor.remove_ticker(self)
-        if agent is not None:
-            agent.release()
+        with self._state_lock:
+            self._status = final
+            self.returncode = agent.returncode if agent is not None else None
+            self.ended_at = datetime.now(timezone.utc)
+            self._t_end = time.monotonic()
+
+    def _announce(self) -> None:
+        """After _finish (and after the caller recorded its StopResult): wake waiters, notify."""
         self._done.set()
         self._emit()

@@ -150,7 +150,8 @@ class RunWidget(w.VBox):  # type: ignore[misc]
             with ui_lock():
                 if version != self._version:
                     self._version = version
-                    self._out.outputs = window(run.buffer.lines(), max(run.lines, len(run.buffer.lines())))
+                    shown = run.buffer.lines(WINDOW_LINES)
+                    self._out.outputs = window(shown, max(run.lines, len(shown)))
                 if header != self._shown:
                     self._paint_header(run, status, done, header)
                     self._shown = header
