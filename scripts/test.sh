@@ -9,7 +9,7 @@ echo "== ruff";  ruff check runstop_nb tests benchmarks
 echo "== mypy";  mypy
 echo "== pytest"
 set +e
-python -m pytest --nbval-lax "$@"
+python -m pytest "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi

@@ -1,0 +1,51 @@
+"""nbval validates the shipped notebooks; afterwards none of their agents may be alive.
+
+nbval runs in a subprocess with its own runs home. Every agent inherits the kernel's
+environment, so the home's path in /proc/*/environ identifies exactly this run's processes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import alive, kill_pids, wait_for
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+def pids_with(marker: bytes) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if marker in f.read() and alive(int(name)):
+                        out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.kernel
+def test_notebooks_pass_nbval_and_leave_nothing_running(tmp_path: Path) -> None:
+    home = tmp_path / "nbval-home"
+    marker = f"RUNSTOP_NB_HOME={home}\0".encode()
+    env = dict(os.environ, RUNSTOP_NB_HOME=str(home))
+    env.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+             "--rootdir", str(NOTEBOOKS), "-c", os.devnull,
+             str(NOTEBOOKS / "quickstart.ipynb"), str(NOTEBOOKS / "parallel_agents.ipynb")],
+            env=env, capture_output=True, text=True, timeout=300, cwd=NOTEBOOKS)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert " passed" in proc.stdout
+        wait_for(lambda: not [p for p in pids_with(marker) if p != os.getpid()], 10,
+                 "every agent of the notebooks to be gone after nbval's teardown")
+    finally:
+        kill_pids([p for p in pids_with(marker) if p != os.getpid()])
