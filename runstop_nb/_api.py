@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import _recorder, _spec
 from ._home import run_dir
-from ._launcher import LaunchSpec, LocalLauncher
+from ._launcher import LaunchSpec, launcher_for
 from ._logs import LogFiles
 from ._registry import registry, supervisor
 from ._results import StopResult
@@ -52,7 +52,7 @@ def start(
             started_at=run.started_at.timestamp(),
         )
         try:
-            agent = LocalLauncher(sup).launch(launch, run._on_agent_event)
+            agent = launcher_for(sup).launch(launch, run._on_agent_event)
         except BaseException:
             shutil.rmtree(logs.dir, ignore_errors=True)  # nothing ran; leave no trace
             raise

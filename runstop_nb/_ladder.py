@@ -57,6 +57,7 @@ class Scope:
     started_at: float  # epoch seconds; the sweep ignores older processes
     pgid: int | None = None  # the agent root's group (it is a session leader)
     guard: psutil.Process | None = None  # its descendants are the run (a subreaper)
+    root: psutil.Process | None = None  # the agent itself, when no guard holds the tree
     protect: frozenset[int] = frozenset()  # never signalled: caller, ancestors, guard
 
 
@@ -76,9 +77,13 @@ class _Step:
     wait: float
 
 
+# Windows has neither SIGCONT nor SIGKILL; psutil maps SIGTERM to TerminateProcess there.
+_ASK = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGCONT", None)) if s is not None)
+_FORCE = (getattr(signal, "SIGKILL", signal.SIGTERM),)
+
+
 def _schedule(grace: float) -> list[_Step]:
-    ask = _Step("ask", (signal.SIGTERM, signal.SIGCONT), grace)
-    return [ask] + [_Step("force", (signal.SIGKILL,), ROUND_WAIT)] * FORCE_ROUNDS
+    return [_Step("ask", _ASK, grace)] + [_Step("force", _FORCE, ROUND_WAIT)] * FORCE_ROUNDS
 
 
 def protected_pids() -> frozenset[int]:
@@ -153,10 +158,18 @@ def snapshot(scope: Scope) -> dict[int, psutil.Process]:
         except psutil.Error:
             procs = {}
     else:
-        # No subreaper to hold the tree: find it by cookie (Linux) or group (elsewhere).
+        # No live subreaper holds the tree: find it by cookie (Linux), from the root if it
+        # still runs, or by process group (macOS, where there is no /proc to scan).
         procs = _sweep(scope, {})
-        if scope.pgid and not procs and sys.platform != "linux":
-            procs = _group_members(scope)
+        root = scope.root
+        if root is not None and not is_dead(root):
+            procs[root.pid] = root
+            try:
+                procs.update((p.pid, p) for p in root.children(recursive=True))
+            except psutil.Error:
+                pass
+        if scope.pgid and sys.platform != "linux":
+            procs.update(_group_members(scope))
     return {pid: p for pid, p in procs.items() if pid not in scope.protect and not is_dead(p)}
 
 

@@ -173,7 +173,13 @@ class GuardedAgent:
     def scope(self) -> Scope:
         guard = self.guard if self.guard is not None and not is_dead(self.guard) else None
         protect = self._protect | ({guard.pid} if guard else set())
-        return Scope(self.spec.cookie, self.spec.started_at, self.pid or None, guard, frozenset(protect))
+        root = None
+        if guard is None and self.pid:
+            try:
+                root = psutil.Process(self.pid)
+            except psutil.Error:
+                root = None
+        return Scope(self.spec.cookie, self.spec.started_at, self.pid or None, guard, root, frozenset(protect))
 
     def members(self) -> list[psutil.Process]:
         from ._ladder import snapshot
@@ -217,6 +223,108 @@ def _encode(spec: LaunchSpec) -> bytes:
     ]
     payload = "\0".join(fields).encode("utf-8", "surrogateescape")
     return b"%010d" % len(payload) + payload
+
+
+class DirectAgent:
+    """An agent without a guard: the kernel is its parent. Used where ``fork`` is missing
+    (Windows), or when ``RUNSTOP_NB_NO_GUARD=1``.
+
+    Degraded, and documented so: nothing ends the tree if the kernel itself is killed, and
+    descendants that leave the tree (re-parented away) are found only by the cookie sweep,
+    which needs Linux's /proc. Stop still ends every process of the tree psutil can see;
+    the tree is re-snapshotted every tick, so children outlive a dead root in its view.
+    """
+
+    def __init__(self, spec: LaunchSpec, supervisor: Supervisor, notify: Callable[[], None]) -> None:
+        self.spec = spec
+        self.returncode: int | None = None
+        self.lost = False
+        self.guard: psutil.Process | None = None
+        self._notify = notify
+        self._supervisor = supervisor
+        self._exited = threading.Event()
+        self._protect = protected_pids()
+        self._popen = supervisor.call(self._spawn)
+        self.pid = self._popen.pid
+        self.root = psutil.Process(self.pid)
+        self._known: dict[int, psutil.Process] = {self.pid: self.root}
+        supervisor.add_ticker(self, self._tick)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        out = os.open(self.spec.logs.stdout, flags, 0o600)
+        err = os.open(self.spec.logs.stderr, flags, 0o600)
+        kwargs: dict[str, object] = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            if sys.platform == "win32" else {"start_new_session": True})
+        try:
+            popen: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+                list(self.spec.argv), cwd=self.spec.cwd, env=dict(self.spec.env),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, **kwargs)
+            return popen
+        except FileNotFoundError as e:
+            raise CommandNotFoundError(f"command not found: {self.spec.argv[0]!r}") from e
+        except OSError as e:
+            raise StartError(f"could not start {self.spec.argv[0]!r}: {e.strerror or e}") from e
+        finally:
+            os.close(out)
+            os.close(err)
+
+    def _tick(self) -> None:
+        try:
+            self._known.update((p.pid, p) for p in self.root.children(recursive=True))
+        except psutil.Error:
+            pass
+        if self.returncode is None and self._popen.poll() is not None:
+            self.returncode = self._popen.returncode
+            self._exited.set()
+            self._notify()
+
+    def scope(self) -> Scope:
+        pgid = None if sys.platform == "win32" else self.pid
+        return Scope(self.spec.cookie, self.spec.started_at, pgid, None, self.root, self._protect)
+
+    def members(self) -> list[psutil.Process]:
+        from ._ladder import snapshot
+
+        found = snapshot(self.scope())
+        found.update((pid, p) for pid, p in self._known.items() if not is_dead(p))
+        return list(found.values())
+
+    def wait_exit(self, timeout: float) -> None:
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return
+        self._tick()
+
+    def terminate(self, grace: float) -> LadderOutcome:
+        extra = {pid: p for pid, p in self._known.items() if not is_dead(p)}
+        for proc in extra.values():  # descendants of an exited root, seen on earlier ticks
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+        return climb(self.scope(), grace)
+
+    def release(self) -> None:
+        self._supervisor.remove_ticker(self)
+        self._supervisor.reap_later(self._popen)
+
+
+class DirectLauncher:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def launch(self, spec: LaunchSpec, notify: Callable[[], None]) -> DirectAgent:
+        return DirectAgent(spec, self.supervisor, notify)
+
+
+def launcher_for(supervisor: Supervisor) -> Launcher:
+    """The guarded launcher wherever fork exists; the direct, degraded one elsewhere."""
+    if hasattr(os, "fork") and os.environ.get("RUNSTOP_NB_NO_GUARD") != "1":
+        return LocalLauncher(supervisor)
+    return DirectLauncher(supervisor)
 
 
 class LocalLauncher:
