@@ -8,8 +8,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	.venv/bin/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.port=$(PORT) \
-		--ServerApp.ip=127.0.0.1 $(DEMO_FLAGS) quickstart.ipynb
+	@PORT=$(PORT) scripts/demo.sh $(DEMO_FLAGS)
 
 test: setup
 	@scripts/test.sh
