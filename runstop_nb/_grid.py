@@ -11,6 +11,7 @@ from ._renderer import renderer, ui_lock
 from ._widget import RunWidget
 
 MIN_COLUMN = "420px"  # responsive: as many columns as fit, none narrower than this
+MAX_ENDED = 24  # ended runs the dashboard shows (newest first); live runs are always shown
 
 
 def grid_layout(cols: int | None) -> w.Layout:
@@ -62,15 +63,21 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             return True
         self._last_sync = now
         all_runs = runs()
+        ended = [r for r in all_runs if r.done]
+        keep = {r.id for r in all_runs if not r.done} | {r.id for r in ended[-MAX_ENDED:]}
         shown = {wd.run.id for wd in self._widgets.values()}
-        fresh = [r for r in all_runs if r.id not in shown and r.id not in self._widgets]
-        live = sum(1 for r in all_runs if not r.done)
+        fresh = [r for r in all_runs if r.id in keep and r.id not in shown and r.id not in self._widgets]
+        live = len(all_runs) - len(ended)
+        hidden = len(all_runs) - len(keep)
         with ui_lock():
             for run in fresh:
                 self._widgets[run.id] = RunWidget(run)
-            if fresh:
+            for run_id in [i for i, wd in self._widgets.items() if i not in keep and wd.run.id not in keep]:
+                self._widgets.pop(run_id).close()  # an old ended run makes room
+            if fresh or hidden:
                 self._grid.children = tuple(self._widgets.values())
-            self._summary.value = f"{len(all_runs)} runs, {live} live"
+            note = f"; {hidden} older ended runs not shown (runstop_nb.runs() lists them)" if hidden else ""
+            self._summary.value = f"{len(all_runs)} runs, {live} live{note}"
             self._stop_all.disabled = live == 0
         return True
 

@@ -146,3 +146,35 @@ def test_flood_widget_traffic_is_bounded(k: Kernel) -> None:
     text = "".join(o["text"] for o in last)
     assert "000199999" in text, "the final frame shows the end of the output"
     assert text.count("\n") <= 202
+
+
+@pytest.mark.kernel
+def test_a_run_can_be_shown_again_by_get(k: Kernel) -> None:
+    """After its cell output is cleared, a Run displays as its widget, with its tail."""
+    k.ok("rg = runstop_nb.start(['sh', '-c', 'echo shown-again; sleep 1000'], name='again-shown')")
+    wait_for(lambda: "shown-again" in k.eval("rg.output()"), 10, "output")
+    reply = k.ok("runstop_nb.get('again-shown')")
+    assert any("application/vnd.jupyter.widget-view+json" in d for d in reply.data)
+    opened = [m for m in reply.comm_msgs if m["msg_type"] == "comm_open"
+              and m["content"]["data"]["state"].get("_model_name") == "OutputModel"]
+    wait_for(lambda: "shown-again" in k.eval(
+        "''.join(o['text'] for w in __import__('gc').get_objects() if type(w).__name__ == 'RunWidget' "
+        "and w.run.name == 'again-shown' for o in w._out.outputs)"), 10, "the tail in the new widget")
+    assert opened, "a fresh output area was opened for the re-shown run"
+    k.ok("rg.stop(grace=0.5)")
+
+
+@pytest.mark.kernel
+def test_dashboard_shows_every_run_and_stops_all(k: Kernel) -> None:
+    k.ok("for i in range(3):\n    runstop_nb.start(['sleep', '1000'], name=f'dash{i}')\n"
+         "d = runstop_nb.dashboard()\ndisplay(d)")
+    names = k.eval("[w.run.name for w in d._grid.children]")
+    assert {"dash0", "dash1", "dash2"} <= set(names)
+    k.ok("runstop_nb.start(['sleep', '1000'], name='dash-late')")
+    wait_for(lambda: "dash-late" in k.eval("[w.run.name for w in d._grid.children]"), 5,
+             "a run started later to appear")
+    cookies = k.eval("[r.spec.cookie for r in runstop_nb.runs() if not r.done]")
+    click(k, "d._stop_all")
+    wait_for(lambda: k.eval("[r.name for r in runstop_nb.runs() if not r.done]") == [], 15, "stop all")
+    assert all(cookie_alive(c) == [] for c in cookies)
+    wait_for(lambda: k.eval("d._summary.value").endswith("0 live"), 5, "the summary")
