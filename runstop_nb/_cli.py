@@ -24,11 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from ._history import RunRecord, db_path, store_for
+from ._history import db_path, store_for
 from ._home import HOME_VAR
 from ._janitor import matches, orphans, owner_alive, reap_orphans, stop_tree
 from ._logs import STREAMS, LogFiles, _read
 from ._pastrun import TERMINAL, clock, command_text, elapsed, history, load
+from ._record import RunRecord
 from ._recorder import HOST, POLL
 from .errors import HistoryError, RunNotFoundError
 

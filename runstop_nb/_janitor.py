@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from ._history import RunRecord, Store, db_path, stop_columns, store_for
+from ._history import Store, db_path, store_for
 from ._ladder import COOKIE_VAR, CTIME_SLACK, OWNER_VAR, Scope, climb, is_dead, protected_pids
+from ._record import RunRecord, stop_columns
 from ._results import StopResult
 from ._spec import DEFAULT_GRACE
 
@@ -103,7 +104,7 @@ def scan() -> list[Tree]:
     """
     uid = os.getuid() if hasattr(os, "getuid") else -1
     protect = protected_pids()
-    found: dict[str, dict[str, object]] = {}
+    found: dict[str, list[tuple[int, dict[str, str], str]]] = {}  # cookie -> (pid, markers, role)
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -120,31 +121,23 @@ def scan() -> list[Tree]:
             if COOKIE_VAR.encode() + b"=" not in env:
                 continue
             state = _state(pid)
-            guard = _is_guard(pid)
+            role = "agent" if not _is_guard(pid) else "guard" if state != "T" else "stopped guard"
         except OSError:
             continue
-        if state in ("Z", "X"):
-            continue
         marks = _markers(env)
-        cookie = marks.get(COOKIE_VAR, "")
-        if not cookie:
-            continue
-        tree = found.setdefault(cookie, {"pids": [], "run_id": None, "owner": None, "busy": False})
-        tree["pids"].append(pid)  # type: ignore[attr-defined]
-        tree["run_id"] = tree["run_id"] or marks.get(RUN_ID_VAR)
-        tree["busy"] = bool(tree["busy"]) or (guard and state != "T")
-        if tree["owner"] is None:
-            tree["owner"] = _parse_owner(marks.get(OWNER_VAR, ""))
-    alive_cache: dict[tuple[int, float], bool] = {}
+        if state not in ("Z", "X") and marks.get(COOKIE_VAR):
+            found.setdefault(marks[COOKIE_VAR], []).append((pid, marks, role))
+    owners: dict[tuple[int, float], bool] = {}
     out = []
-    for cookie, t in found.items():
-        owner = t["owner"]
-        alive = True
-        if isinstance(owner, tuple):
-            if owner not in alive_cache:
-                alive_cache[owner] = owner_alive(*owner)
-            alive = alive_cache[owner]
-        out.append(Tree(cookie, tuple(t["pids"]), t["run_id"], owner, alive, bool(t["busy"])))  # type: ignore[arg-type]
+    for cookie, procs in found.items():
+        # Only agents are given the run id; a guard inherits the kernel's (set if the kernel is itself a run).
+        run_id = next((m[RUN_ID_VAR] for _, m, r in procs if r == "agent" and m.get(RUN_ID_VAR)), None)
+        owner = next((o for _, m, _ in procs if (o := _parse_owner(m.get(OWNER_VAR, ""))) is not None), None)
+        if owner is not None and owner not in owners:
+            owners[owner] = owner_alive(*owner)
+        alive = owners[owner] if owner is not None else True
+        busy = any(r == "guard" for _, _, r in procs)  # a running guard is stopping the tree itself
+        out.append(Tree(cookie, tuple(p for p, _, _ in procs), run_id, owner, alive, busy))
     return out
 
 
@@ -158,7 +151,11 @@ def _parse_owner(text: str) -> tuple[int, float] | None:
 
 def orphans(store: Store | None = None) -> list[Tree]:
     """Trees whose kernel is dead, each with its history record when ``store`` has it."""
-    trees = [t for t in scan() if t.orphaned]
+    return with_records([t for t in scan() if t.orphaned], store)
+
+
+def with_records(trees: list[Tree], store: Store | None) -> list[Tree]:
+    """The trees, each with its record from ``store`` (and the run id it gives) when it has one."""
     if not trees or store is None or not store.exists():
         return trees
     marks = ", ".join("?" * len(trees))
@@ -253,10 +250,8 @@ def _report() -> str | None:
     if not trees:
         return None
     path = db_path()
-    store = store_for(path) if path.exists() else None
-    if store is not None:
-        by_cookie = {t.cookie: t for t in orphans(store)}
-        trees = [by_cookie.get(t.cookie, t) for t in trees]
+    store = store_for(path) if path.exists() else None  # never create a runs home on load
+    trees = with_records(trees, store)
     ours = [t for t in trees if t.record is not None]
     others = [t for t in trees if t.record is None]
     parts = []

@@ -23,9 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._history import LIVE, RunRecord, Store, db_path, store_for
+from ._history import LIVE, Store, db_path, store_for
 from ._janitor import owner_alive, scan
 from ._logs import STREAMS, LogFiles, TailBuffer, _read
+from ._record import RunRecord
 from ._recorder import HOST, flush
 from ._results import StopResult
 from .errors import HistoryError, InvalidSpecError, NameInUseError, RunNotFoundError
@@ -101,7 +102,7 @@ class Records(list[RunRecord]):
     """
 
     def __repr__(self) -> str:
-        return table(self) if self else "Records([])  # no runs recorded here"
+        return table(self) if self else "[]"
 
     def load(self, index: int = 0) -> PastRun:
         """The read-only past run of ``self[index]``."""
@@ -204,9 +205,10 @@ class PastRun:
         return elapsed(self.record) or 0.0
 
     def _count(self) -> tuple[int, int]:
-        if self.record.recorded_status in TERMINAL:
+        size = sum(self._logs.path(s).stat().st_size for s in STREAMS if self._logs.path(s).exists())
+        if size == self.record.bytes:
             return self.record.lines, self.record.bytes
-        if self._counts is None:  # recorded live: its counts may be stale, the logs are not
+        if self._counts is None:  # recorded before its last output (e.g. its kernel died): count the logs
             lines = size = 0
             for stream in STREAMS:
                 data = _read(self._logs.path(stream), 0, None)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from ._history import DB_NAME, stop_columns, store_for
+from ._history import DB_NAME, store_for
+from ._record import stop_columns
 from ._registry import kernel_state
 
 if TYPE_CHECKING:
@@ -35,18 +36,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("runstop_nb")
 POLL = 0.5  # seconds: how soon a `runstop stop` request is acted on
 PROGRESS_EVERY = 2.0  # seconds between line/byte count refreshes of live runs
-WRITE_WAIT = 1.0  # seconds start() and a run's end wait for their row to land
+WRITE_WAIT = 0.5  # seconds start() and a run's end wait (at most) for their row to land
 HOST = socket.gethostname()
-_identity: tuple[int, int, float] | None = None
+_identity: tuple[int, float] | None = None
 
 
 def kernel_identity() -> tuple[int, float]:
     """This process's pid and create time, as RUNSTOP_NB_OWNER writes them (``%.3f``)."""
     global _identity
     pid = os.getpid()
-    if _identity is None or _identity[0] != pid:
-        _identity = (pid, pid, round(psutil.Process(pid).create_time(), 3))
-    return _identity[1], _identity[2]
+    if _identity is None or _identity[0] != pid:  # a forked child is another owner
+        _identity = (pid, round(psutil.Process(pid).create_time(), 3))
+    return _identity
 
 
 def db_of(run: Run) -> Path:
