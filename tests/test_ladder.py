@@ -41,6 +41,16 @@ def sleeps(run: runstop_nb.Run) -> list[psutil.Process]:
     return out
 
 
+def ignores_term(pid: int) -> bool:
+    """True once the process ignores SIGTERM (its SigIgn mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
 def escapees(run: runstop_nb.Run) -> list[int]:
     """Sleeps that left the agent's session (setsid)."""
     return [p.pid for p in sleeps(run) if os.getsid(p.pid) != run.pid]
@@ -64,6 +74,7 @@ def check_canaries(canaries: Canaries, sibling: runstop_nb.Run) -> None:
 def test_member_ignoring_term_is_killed_while_leader_exits_on_term(canaries: Canaries, sibling: runstop_nb.Run) -> None:
     canaries.start(["sleep", "1000"])
     run = start_tree("(trap '' TERM; sleep 1000) & sleep 1000", expect=3, grace=0.3)
+    wait_for(lambda: any(ignores_term(p.pid) for p in sleeps(run)), 10, "the member to ignore TERM")
     result = run.stop()
     assert result.stopped and result.reason == "stopped"
     assert result.escalated, "a TERM-ignoring member needs SIGKILL"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import os
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import runstop_nb
-from runstop_nb._registry import kernel_state
+
+from .conftest import cookie_alive, kill_pids
 
 
 def test_get_by_id_name_and_prefix() -> None:
@@ -58,18 +60,36 @@ def test_concurrent_starts_and_stops_from_threads() -> None:
     assert sorted(names) == sorted(f"t{i}" for i in range(16))
 
 
-def test_registry_survives_reloading_every_module() -> None:
-    run = runstop_nb.start(["sleep", "1000"], name="survivor")
-    state = kernel_state()
-    names = [m.name for m in pkgutil.iter_modules(runstop_nb.__path__, "runstop_nb.")]
-    for name in names:
-        if name != "runstop_nb._guard" and name in sys.modules:
-            importlib.reload(sys.modules[name])
-    importlib.reload(runstop_nb)
-    assert kernel_state() is state
-    again = runstop_nb.get("survivor")
-    assert again is run and again.pid == run.pid
-    assert run in runstop_nb.runs()
-    fresh = runstop_nb.start(["sleep", "1000"], name="after-reload")
-    assert fresh.stop(grace=0.5).stopped
-    assert run.stop(grace=0.5).stopped
+RELOAD_SCRIPT = r"""
+import importlib, pkgutil, sys
+import runstop_nb
+from runstop_nb._registry import kernel_state
+run = runstop_nb.start(["sleep", "1000"], name="survivor")
+state = kernel_state()
+for info in pkgutil.iter_modules(runstop_nb.__path__, "runstop_nb."):
+    if info.name != "runstop_nb._guard" and info.name in sys.modules:
+        importlib.reload(sys.modules[info.name])
+importlib.reload(runstop_nb)
+assert kernel_state() is state, "the state object was replaced"
+again = runstop_nb.get("survivor")
+assert again is run and again.pid == run.pid
+assert run in runstop_nb.runs()
+fresh = runstop_nb.start(["sleep", "1000"], name="after-reload")
+assert fresh.stop(grace=0.5).stopped
+result = run.stop(grace=0.5)
+assert result.stopped and run.status == "cancelled", result
+print("OK", run.spec.cookie, fresh.spec.cookie)
+"""
+
+
+def test_registry_survives_reloading_every_module(tmp_path: Path) -> None:
+    """In a child process: reloading every module re-creates classes (errors, enums), which
+    would leak into every later test of this process."""
+    proc = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, RUNSTOP_NB_HOME=str(tmp_path / "h")))
+    cookies = proc.stdout.split()[1:] if proc.stdout.startswith("OK") else []
+    try:
+        assert proc.returncode == 0 and proc.stdout.startswith("OK"), proc.stderr[-3000:]
+    finally:
+        for cookie in cookies:
+            kill_pids(cookie_alive(cookie))

@@ -33,7 +33,7 @@ def test_stop_is_idempotent_and_signals_nothing_the_second_time() -> None:
 
 
 def test_timeout_stops_with_the_same_ladder_and_ends_timed_out() -> None:
-    run = runstop_nb.start(["bash", "-c", "trap '' TERM; sleep 1000 & sleep 1000"], timeout=0.3, grace=0.2)
+    run = runstop_nb.start(["bash", "-c", "trap '' TERM; sleep 1000 & sleep 1000"], timeout=1.0, grace=0.2)
     assert run.wait(10) == "timed_out"
     assert run.last_stop is not None and run.last_stop.escalated
     assert cookie_alive(run.spec.cookie) == []
