@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._history import LIVE, Store, db_path, store_for
 from ._janitor import owner_alive, scan
@@ -301,6 +301,12 @@ class PastRun:
             return start(cmd, name=self.name, **kwargs)  # type: ignore[arg-type]
         except NameInUseError:
             return start(cmd, **kwargs)  # type: ignore[arg-type]
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
+        """In a notebook, a past run displays as a read-only run widget (with Rerun)."""
+        from ._widget import bundle
+
+        return bundle(self, readonly=True)
 
     def __repr__(self) -> str:
         extra = f" exit={self.returncode}" if self.returncode is not None else ""

@@ -191,14 +191,9 @@ class Run:
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
         """In a notebook, a Run displays as its live widget; elsewhere as its repr."""
-        from IPython import get_ipython
+        from ._widget import bundle
 
-        if getattr(get_ipython(), "kernel", None) is None:
-            return {"text/plain": repr(self)}
-        from ._widget import RunWidget
-
-        bundle: dict[str, Any] = RunWidget(self)._repr_mimebundle_()
-        return bundle
+        return bundle(self)
 
     def __repr__(self) -> str:
         secs = int(self.elapsed)

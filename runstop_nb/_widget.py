@@ -36,8 +36,19 @@ BADGES = {
     "failed": ("#cf222e", "failed"),
     "cancelled": ("#57606a", "cancelled"),
     "timed_out": ("#8250df", "timed out"),
-    "lost": ("#6e7781", "lost"),
+    "lost": ("#6e7781", "lost"),  # history only: its kernel and its processes are gone
+    "orphaned": ("#bc4c00", "orphaned"),  # history only: its kernel is gone, processes are not
 }
+
+
+def bundle(run: Any, readonly: bool = False) -> dict[str, Any]:
+    """A run's display: its widget inside a kernel, its repr anywhere else."""
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is None:
+        return {"text/plain": repr(run)}
+    data: dict[str, Any] = RunWidget(run, readonly=readonly)._repr_mimebundle_()
+    return data
 
 
 def clock(seconds: float) -> str:

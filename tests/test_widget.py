@@ -178,3 +178,14 @@ def test_dashboard_shows_every_run_and_stops_all(k: Kernel) -> None:
     wait_for(lambda: k.eval("[r.name for r in runstop_nb.runs() if not r.done]") == [], 15, "stop all")
     assert all(cookie_alive(c) == [] for c in cookies)
     wait_for(lambda: k.eval("d._summary.value").endswith("0 live"), 5, "the summary")
+
+
+@pytest.mark.kernel
+def test_past_run_shows_as_a_read_only_widget(k: Kernel) -> None:
+    k.ok("rp = runstop_nb.start(['sh', '-c', 'echo from-the-past'], name='past')\nrp.wait(10)")
+    reply = k.ok("pw = runstop_nb._widget.RunWidget(runstop_nb.load(rp.id), readonly=True)\n"
+                 "runstop_nb.load(rp.id)")
+    assert any("application/vnd.jupyter.widget-view+json" in d for d in reply.data)
+    assert k.eval("pw._status.value") == "completed"
+    assert k.eval("pw._stop.layout.display") == "none"
+    assert "from-the-past" in k.eval("''.join(o['text'] for o in pw._out.outputs)")
