@@ -112,10 +112,10 @@ class RunWidget(w.VBox):  # type: ignore[misc]
             height=height, overflow="auto", display="flex", flex_flow="column-reverse",
             border="1px solid #d0d7de", border_radius="4px"))
         header = w.HBox(
-            [self._name, self._pid, self._status, self._elapsed, self._exit, self._stats,
+            [self._name, self._pid, self._status, self._elapsed, self._exit,
              w.HBox(layout=w.Layout(flex="1")), self._stop, self._rerun],
             layout=w.Layout(align_items="center", flex_flow="row wrap", gap="6px"))
-        super().__init__([header, self._error, scroll],
+        super().__init__([header, self._stats, self._error, scroll],
                          layout=w.Layout(padding="6px", border="1px solid #d0d7de", min_width="0"))
         self.add_class("runstop-run")
         self._stop.on_click(self._on_stop)
