@@ -18,6 +18,8 @@ from jupyter_client.blocking.client import BlockingKernelClient
 
 from .server import COOKIE_VAR
 
+OWNER_VAR = "RUNSTOP_NB_OWNER"
+
 RUNS_EXPR = (
     "[(r.id, r.name, r.pid, r.spec.cookie, r.status, str(r.log_dir),"
     " getattr(r.last_stop, 'escalated', None)) for r in __import__('runstop_nb').runs()]"
@@ -71,16 +73,6 @@ class KernelProbe:
         assert isinstance(rows, list)
         return [RunInfo(i, n, p, c, s, Path(d), e) for i, n, p, c, s, d, e in rows]
 
-    def run(self, name: str) -> RunInfo:
-        """The latest run with this name."""
-        found = [r for r in self.runs() if r.name == name]
-        assert found, f"the kernel has no run named {name!r}"
-        return found[-1]
-
-    def kernel_pid(self) -> int:
-        pid = self.eval("__import__('os').getpid()")
-        assert isinstance(pid, int)
-        return pid
 
 
 def tree_by_cookie(cookie: str) -> list[int]:
@@ -95,6 +87,19 @@ def tree_by_cookie(cookie: str) -> list[int]:
                 continue
             if proc.environ().get(COOKIE_VAR) == cookie:
                 found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def pids_owned_by(kernel_pid: int) -> set[int]:
+    """Live pids of every agent tree (guards included) started by the kernel with this pid."""
+    prefix = f"{kernel_pid}:"
+    found = set()
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(OWNER_VAR, "").startswith(prefix):
+                found.add(proc.pid)
         except psutil.Error:
             continue
     return found

@@ -179,6 +179,14 @@ class JupyterServer:
             raw = r.read()
         return json.loads(raw) if raw else None
 
+    def start_session(self, notebook: str) -> str:
+        """Start the notebook's kernel before the page loads (the page attaches to it).
+
+        Saves the 2-3 s a kernel takes to start, which otherwise follow the page load.
+        """
+        body = {"path": notebook, "type": "notebook", "name": notebook, "kernel": {"name": "python3"}}
+        return str(self.api("POST", "/api/sessions", body)["kernel"]["id"])
+
     def kernel_id(self, notebook: str) -> str | None:
         for session in self.api("GET", "/api/sessions"):
             if session.get("path") == notebook and session.get("kernel"):
