@@ -29,6 +29,7 @@ import psutil
 from ._history import DB_NAME, store_for
 from ._record import stop_columns
 from ._registry import kernel_state
+from ._threads import forever
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -87,8 +88,8 @@ class Recorder:
         self._counts: dict[str, tuple[int, int]] = {}
         self._submitted = 0
         self._written = 0
-        self._thread = threading.Thread(target=self._loop, name="runstop-history", daemon=True)
-        self._thread.start()
+        self._next_poll = self._next_progress = time.monotonic()
+        self._thread = forever(self._step, "runstop-history", pause=POLL)
 
     @property
     def alive(self) -> bool:
@@ -135,30 +136,25 @@ class Recorder:
             seq = self._submitted
         return self.wait(seq, timeout)
 
-    def _loop(self) -> None:
-        next_poll = next_progress = time.monotonic()
-        while True:
-            try:
-                with self._cond:
-                    if not self._pending:
-                        self._cond.wait(POLL if self._live else None)
-                    batch, self._pending = self._pending, {}
-                    target = self._submitted
-                for run in batch.values():
-                    self._write(run)
-                with self._cond:
-                    self._written = max(self._written, target)
-                    self._cond.notify_all()
-                now = time.monotonic()
-                if self._live and now >= next_poll:
-                    next_poll = now + POLL
-                    self._poll_requests()
-                if self._live and now >= next_progress:
-                    next_progress = now + PROGRESS_EVERY
-                    self._refresh_counts()
-            except Exception:  # never let the thread die: every later write depends on it
-                log.exception("runstop_nb: the history thread hit an error; it carries on")
-                time.sleep(POLL)
+    def _step(self) -> None:
+        """One turn: write what is pending; poll CLI stop requests; refresh counts."""
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(POLL if self._live else None)
+            batch, self._pending = self._pending, {}
+            target = self._submitted
+        for run in batch.values():
+            self._write(run)
+        with self._cond:
+            self._written = max(self._written, target)
+            self._cond.notify_all()
+        now = time.monotonic()
+        if self._live and now >= self._next_poll:
+            self._next_poll = now + POLL
+            self._poll_requests()
+        if self._live and now >= self._next_progress:
+            self._next_progress = now + PROGRESS_EVERY
+            self._refresh_counts()
 
     def _write(self, run: Run) -> None:
         try:

@@ -20,9 +20,11 @@ import time
 from typing import Any, Protocol
 
 from ._registry import kernel_state
+from ._threads import forever
 
 log = logging.getLogger("runstop_nb")
 FRAME = 0.1  # seconds between frames: at most 10 widget updates per second per run
+MAX_FAILURES = 5  # consecutive failed refreshes before a widget is dropped
 
 
 class Refreshable(Protocol):
@@ -36,8 +38,8 @@ class Renderer:
         self._items: list[Refreshable] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="runstop-renderer", daemon=True)
-        self._thread.start()
+        self._failures: dict[int, int] = {}
+        self._thread = forever(self._frame, "runstop-renderer")
 
     @property
     def alive(self) -> bool:
@@ -54,24 +56,28 @@ class Renderer:
             if item in self._items:
                 self._items.remove(item)
 
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                items = list(self._items)
-            if not items:
-                self._wake.wait()
-                self._wake.clear()
-                continue
-            t0 = time.monotonic()
-            for item in items:
-                try:
-                    keep = item.refresh()
-                except Exception:
-                    log.exception("runstop_nb: a widget failed to refresh; it is dropped")
-                    keep = False
-                if not keep:
-                    self.discard(item)
-            time.sleep(max(0.0, FRAME - (time.monotonic() - t0)))
+    def _frame(self) -> None:
+        """Refresh every item once, then sleep out the rest of the frame."""
+        with self._lock:
+            items = list(self._items)
+        if not items:
+            self._wake.wait()
+            self._wake.clear()
+            return
+        t0 = time.monotonic()
+        for item in items:
+            try:
+                keep = item.refresh()
+                self._failures.pop(id(item), None)
+            except Exception:
+                # A reload can make one frame fail; only a widget that keeps failing is dropped.
+                n = self._failures[id(item)] = self._failures.get(id(item), 0) + 1
+                log.exception("runstop_nb: a widget failed to refresh (%d time(s))", n)
+                keep = n < MAX_FAILURES
+            if not keep:
+                self.discard(item)
+                self._failures.pop(id(item), None)
+        time.sleep(max(0.0, FRAME - (time.monotonic() - t0)))
 
 
 UI_LOCK_NAME = "ui_lock"

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from ._threads import forever
+
 log = logging.getLogger("runstop_nb")
 T = TypeVar("T")
 TICK = 0.1  # seconds: tail and timeout resolution, and at most 10 widget updates/s
@@ -41,8 +43,8 @@ class Supervisor:
         self._children: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self.pid = os.getpid()
-        self._thread = threading.Thread(target=self._loop, name="runstop-supervisor", daemon=True)
-        self._thread.start()
+        self._next_tick = time.monotonic()
+        self._thread = forever(self._step, "runstop-supervisor")
 
     @property
     def alive(self) -> bool:
@@ -88,25 +90,20 @@ class Supervisor:
         with self._lock:
             self._children.append(proc)
 
-    def _loop(self) -> None:
-        next_tick = time.monotonic()
-        while True:
-            try:
-                for key, _ in self._sel.select(max(0.0, next_tick - time.monotonic())):
-                    if key.data is None:
-                        self._run_calls()
-                    else:
-                        _guarded(key.data)
-                if time.monotonic() >= next_tick:
-                    with self._lock:
-                        tickers = list(self._tickers.values())
-                        self._children = [c for c in self._children if c.poll() is None]
-                    for fn in tickers:
-                        _guarded(fn)
-                    next_tick = time.monotonic() + TICK
-            except Exception:  # never let the thread die: every run depends on it
-                log.exception("runstop_nb supervisor loop error")
-                time.sleep(TICK)
+    def _step(self) -> None:
+        """One turn: handle ready sockets and queued calls; every TICK, run the tickers."""
+        for key, _ in self._sel.select(max(0.0, self._next_tick - time.monotonic())):
+            if key.data is None:
+                self._run_calls()
+            else:
+                _guarded(key.data)
+        if time.monotonic() >= self._next_tick:
+            with self._lock:
+                tickers = list(self._tickers.values())
+                self._children = [c for c in self._children if c.poll() is None]
+            for fn in tickers:
+                _guarded(fn)
+            self._next_tick = time.monotonic() + TICK
 
     def _run_calls(self) -> None:
         try:
