@@ -209,7 +209,7 @@ def main() -> None:
     guard.spawn(*spec)
     released = guard.serve(wake_r)
     if released and not guard.reap():
-        return
+        os._exit(0)  # the kernel waits for this exit: skip interpreter teardown (~10 ms)
     guard.end_tree()
 
 

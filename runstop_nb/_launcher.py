@@ -77,10 +77,13 @@ class GuardedAgent:
         self._buf = b""
         self._closed = False
         self._protect = protected_pids()
-        self._sock, self._popen = supervisor.call(self._spawn_guard)
+        supervisor.call(self._spawn_guard)
 
-    def _spawn_guard(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
-        """Runs on the supervisor thread (the parent-death signal is per spawning thread)."""
+    def _spawn_guard(self) -> None:
+        """Runs on the supervisor thread (the parent-death signal is per spawning thread).
+
+        Sets ``_sock`` and ``_popen`` before watching the socket: the guard may answer
+        before the caller thread could read a returned value."""
         mine, theirs = socket.socketpair()
         fd = theirs.fileno()
         guard_log = os.open(self.spec.logs.dir / "guard.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -99,9 +102,9 @@ class GuardedAgent:
             os.close(guard_log)
             theirs.close()
         self.guard = psutil.Process(popen.pid)
+        self._sock, self._popen = mine, popen
         mine.sendall(_encode(self.spec))
         self._supervisor.watch(mine, self._on_readable)
-        return mine, popen
 
     def _guard_env(self) -> dict[str, str]:
         """The kernel's environment plus the run's markers: the guard carries the cookie
