@@ -56,77 +56,82 @@ def launch(k: Kernel, var: str, cmd: object, **kw: object) -> dict[str, Any]:
 def wait_tree(info: dict[str, Any], timeout: float = 20.0) -> list[int]:
     """Wait until the whole TREE is up (TERM handler installed); return its live pids."""
     out = Path(info["log"]) / "stdout.log"
+    root_sid = os.getsid(info["pid"])
+
+    def escapees() -> list[int]:
+        """Tree members outside the root's session (the guard aside): killpg misses them."""
+        found = []
+        for pid in cookie_alive(info["cookie"]):
+            try:
+                if pid != info["guard"] and os.getsid(pid) != root_sid:
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
 
     def ready() -> bool:
         text = out.read_bytes()
         return (b"spawned" in text and b"still here" in text
-                and len(cookie_alive(info["cookie"])) >= TREE_SIZE)
+                and len(cookie_alive(info["cookie"])) >= TREE_SIZE
+                and len(escapees()) >= 2)  # the setsid'd sleep and the daemon (it setsids late)
 
-    wait_for(ready, timeout, "the agent tree to start")
-    pids = cookie_alive(info["cookie"])
-    # The tree really holds escapees: processes outside the root's session (not the guard).
-    root_sid = os.getsid(info["pid"])
-    escapees = [p for p in pids if p != info["guard"] and os.getsid(p) != root_sid]
-    assert len(escapees) >= 2, f"expected a setsid'd child and a daemon, got {escapees}"
-    return pids
+    wait_for(ready, timeout, "the agent tree (with a setsid'd child and a daemon) to start")
+    return cookie_alive(info["cookie"])
 
 
-def cleanup(k: Kernel | None, var: str, info: dict[str, Any] | None) -> None:
-    """Stop the run through the kernel if it still answers, then kill by exact cookie."""
-    if info is None:
-        return
-    if k is not None and k.km.is_alive():
-        try:
-            k.run(f"{var}.stop(grace=0.5)", timeout=15)
-        except Exception:
-            pass
-    kill_pids(cookie_alive(info["cookie"]))
+def cleanup(info: dict[str, Any] | None) -> None:
+    """Kill whatever is left of a run, by exact cookie, from this process (guard included).
+
+    Not through the kernel: after a failure it may be dead, busy, or unable to stop."""
+    if info is not None:
+        kill_pids(cookie_alive(info["cookie"]))
 
 
-def execute(k: Kernel, code: str) -> str:
-    return k.kc.execute(code)
+def synced(k: Kernel) -> Kernel:
+    """Consume the shell replies that ``wait_for_ready`` leaves queued.
 
-
-def wait_stdout(k: Kernel, msg_id: str, text: str, timeout: float = 20.0) -> None:
-    """Consume the cell's iopub messages until its stdout shows ``text``."""
-    deadline, seen = time.monotonic() + timeout, ""
-    while text not in seen:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"the cell never printed {text!r}; it printed {seen!r}")
-        try:
-            msg = k.kc.get_iopub_msg(timeout=min(left, 1.0))
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-            seen += msg["content"]["text"]
-
-
-def finish(k: Kernel, msg_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    """Consume the cell's messages until idle; return status, error and when it arrived."""
-    deadline = time.monotonic() + timeout
-    out: dict[str, Any] = {"ename": None, "traceback": "", "error_at": None}
+    ``wait_for_ready`` re-sends kernel_info each second until iopub answers, so on a busy
+    machine extra kernel_info replies stay queued, and ``Kernel.run`` (which takes the next
+    shell message whatever its parent) would pair each cell with an earlier reply. The
+    kernel answers shell requests in order, so every stale reply comes before ours.
+    """
+    msg_id = k.kc.kernel_info()
+    deadline = time.monotonic() + 60
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail("the cell did not finish")
+        reply = k.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return k
+
+
+def collect(k: Kernel, msg_id: str, until_stdout: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """Consume a cell's messages until its stdout shows ``until_stdout``, or else until it
+    finishes (then its shell reply too); return its error and when that arrived."""
+    deadline = time.monotonic() + timeout
+    out: dict[str, Any] = {"ename": None, "traceback": "", "error_at": None, "stdout": ""}
+    while until_stdout is None or until_stdout not in out["stdout"]:
         try:
-            msg = k.kc.get_iopub_msg(timeout=min(left, 1.0))
+            msg = k.kc.get_iopub_msg(timeout=max(0.01, min(deadline - time.monotonic(), 1.0)))
         except queue.Empty:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the cell did not get there in {timeout} s; it printed {out['stdout']!r}")
             continue
+        kind, content = msg["msg_type"], msg["content"]
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
-        if msg["msg_type"] == "error":
-            out["error_at"] = time.monotonic()
-            out["ename"] = msg["content"]["ename"]
-            out["traceback"] = ANSI.sub("", "\n".join(msg["content"]["traceback"]))
-        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+        if kind == "stream":
+            out["stdout"] += content["text"]
+        elif kind == "error":
+            out.update(error_at=time.monotonic(), ename=content["ename"],
+                       traceback=ANSI.sub("", "\n".join(content["traceback"])))
+        elif kind == "status" and content["execution_state"] == "idle":
             break
-    while True:
-        reply = k.kc.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
-        if reply["parent_header"].get("msg_id") == msg_id:
-            out["status"] = reply["content"]["status"]
-            return out
+    else:
+        return out
+    while k.kc.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))["parent_header"].get("msg_id") != msg_id:
+        pass
+    if until_stdout is not None:
+        pytest.fail(f"the cell ended without printing {until_stdout!r}: {out}")
+    return out
 
 
 class DeathWatch:
@@ -173,7 +178,7 @@ def check_log_prefix(path: Path, expected: bytes) -> tuple[int, int]:
     assert data, "the log is empty"
     assert len(data) < len(expected), "the agent finished before the kill: nothing was tested"
     if data != expected[: len(data)]:
-        bad = next(i for i, (a, b) in enumerate(zip(data, expected)) if a != b)
+        bad = next(i for i, (a, b) in enumerate(zip(data, expected, strict=False)) if a != b)
         line = data.count(b"\n", 0, bad)
         raise AssertionError(f"log differs from the expected numbered lines at byte {bad} (line {line}): "
                              f"{data[max(0, bad - 40):bad + 40]!r}")
@@ -202,11 +207,13 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     with kernel(root, env) as k:
+        synced(k)
         where = k.eval("__import__('runstop_nb').__file__")
         assert where.startswith(str(pkg)), where
         k.pkg = pkg / "runstop_nb"  # type: ignore[attr-defined]
         yield k
         # Nothing any test started may outlive the module.
+        k.run("pass", stop_on_error=False)  # lets a kernel still aborting after an error settle
         cookies = k.eval("[r.spec.cookie for r in __import__('runstop_nb').runs()]")
     left = [p for c in cookies for p in cookie_alive(c)]
     kill_pids(left)
@@ -221,11 +228,11 @@ def test_interrupt_during_a_cell_leaves_the_agent_tree_running(shared: Kernel) -
     try:
         info = launch(k, "r_int", TREE, shell=True, name="interrupted")
         before = set(wait_tree(info))
-        msg_id = execute(k, "import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
-        wait_stdout(k, msg_id, "sleeping")
+        msg_id = k.kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
+        collect(k, msg_id, "sleeping")
         t0 = time.monotonic()
         k.km.interrupt_kernel()
-        reply = finish(k, msg_id)
+        reply = collect(k, msg_id)
         assert reply["ename"] == "KeyboardInterrupt", reply
         print(f"\ninterrupt -> KeyboardInterrupt in {reply['error_at'] - t0:.3f} s")
         gone = before - set(cookie_alive(info["cookie"]))
@@ -238,7 +245,7 @@ def test_interrupt_during_a_cell_leaves_the_agent_tree_running(shared: Kernel) -
         assert res == (True, "stopped")
         assert not cookie_alive(info["cookie"])
     finally:
-        cleanup(k, "r_int", info)
+        cleanup(info)
 
 
 def test_interrupt_during_wait_raises_promptly_and_leaves_the_agent(shared: Kernel) -> None:
@@ -246,12 +253,12 @@ def test_interrupt_during_wait_raises_promptly_and_leaves_the_agent(shared: Kern
     try:
         info = launch(k, "r_wait", TREE, shell=True, name="waited")
         before = set(wait_tree(info))
-        msg_id = execute(k, "print('waiting', flush=True)\nr_wait.wait()")
-        wait_stdout(k, msg_id, "waiting")
+        msg_id = k.kc.execute("print('waiting', flush=True)\nr_wait.wait()")
+        collect(k, msg_id, "waiting")
         time.sleep(0.5)  # let the cell get from print() into wait(); the traceback proves it did
         t0 = time.monotonic()
         k.km.interrupt_kernel()
-        reply = finish(k, msg_id)
+        reply = collect(k, msg_id)
         assert reply["ename"] == "KeyboardInterrupt", reply
         assert re.search(r"_run\.py.*, in (Run\.)?wait\(", reply["traceback"]), reply["traceback"]
         took = reply["error_at"] - t0
@@ -262,7 +269,7 @@ def test_interrupt_during_wait_raises_promptly_and_leaves_the_agent(shared: Kern
         assert not gone, f"the interrupt killed agent processes: {gone}"
         assert k.eval("r_wait.wait(0.2)") == "running"  # and waiting again works
     finally:
-        cleanup(k, "r_wait", info)
+        cleanup(info)
 
 
 # -- kernel death --------------------------------------------------------------------------
@@ -284,6 +291,7 @@ def test_kernel_death_kills_the_whole_tree_within_5_s(mode: str, tmp_path: Path)
     info = None
     try:
         with kernel(tmp_path) as k:
+            synced(k)
             info = launch(k, "r", TREE, shell=True, name="doomed")
             pids = wait_tree(info)
             with DeathWatch(k.pid, info["cookie"]) as watch:
@@ -300,27 +308,33 @@ def test_kernel_death_kills_the_whole_tree_within_5_s(mode: str, tmp_path: Path)
             assert dead - gone <= DEATH_LIMIT
             if mode == "restart":  # the new kernel works
                 k.kc.wait_for_ready(timeout=60)
+                synced(k)
                 assert k.eval("6 * 7") == 42
     finally:
-        cleanup(None, "r", info)
+        cleanup(info)
 
 
 def test_log_keeps_a_gap_free_prefix_when_the_kernel_is_sigkilled_mid_run(tmp_path: Path) -> None:
-    """200,000 numbered lines (flood.py's format), written in batches slowly enough that
-    the kill lands mid-run."""
+    """200,000 numbered lines (flood.py's format), written slowly enough that the kill
+    lands mid-run: each batch of 1,000 goes out in two writes split inside a line, with a
+    pause after each, so the kill often leaves an unterminated partial line."""
     n, batch, pad = 200_000, 1000, "x" * 49
     agent = tmp_path / "slow_flood.py"
     agent.write_text(
         "import sys, time\n"
         f"n, batch, pad = {n}, {batch}, {pad!r}\n"
         "for start in range(0, n, batch):\n"
-        "    sys.stdout.write(''.join(f'{i:09d} {pad}\\n' for i in range(start, min(n, start + batch))))\n"
-        "    time.sleep(0.02)\n"
+        "    text = ''.join(f'{i:09d} {pad}\\n' for i in range(start, min(n, start + batch)))\n"
+        "    cut = len(text) // 2 + 7\n"
+        "    for part in (text[:cut], text[cut:]):\n"
+        "        sys.stdout.write(part)\n"
+        "        time.sleep(0.01)\n"
     )
     expected = b"".join(f"{i:09d} {pad}\n".encode() for i in range(n))
     info = None
     try:
         with kernel(tmp_path) as k:
+            synced(k)
             info = launch(k, "r", [PY, str(agent)], name="flood")
             log = Path(info["log"]) / "stdout.log"
             wait_for(lambda: log.stat().st_size >= 20_000 * 60, 30, "20,000 lines in the log")
@@ -334,7 +348,7 @@ def test_log_keeps_a_gap_free_prefix_when_the_kernel_is_sigkilled_mid_run(tmp_pa
               f"tree dead {watch.tree_dead - watch.t0:.3f} s after SIGKILL")
         assert (Path(info["log"]) / "stderr.log").read_bytes() == b""
     finally:
-        cleanup(None, "r", info)
+        cleanup(info)
 
 
 # -- reloads -----------------------------------------------------------------------------
@@ -377,6 +391,10 @@ def check_after_reload(k: Kernel, info: dict[str, Any], fresh_name: str) -> None
         kill_pids(cookie_alive(cookie))
 
 
+# The long-lived threads every run relies on (tailing, guard messages, history, widgets).
+SERVICE_THREADS = ("sorted((t.name, t.ident) for t in __import__('threading').enumerate() "
+                   "if t.name in ('runstop-supervisor', 'runstop-history', 'runstop-renderer'))")
+
 RELOAD_ALL = """
 import importlib, sys
 _mods = sorted(m for m in sys.modules if m.startswith('runstop_nb.'))
@@ -392,13 +410,15 @@ def test_registry_survives_importlib_reload_of_every_module(shared: Kernel) -> N
     k, info = shared, None
     try:
         info = launch(k, "r_imp", [PY, SPAWNER, "--children", "1"], name="reloaded")
+        threads = k.eval(SERVICE_THREADS)
         k.ok(RELOAD_ALL)
+        assert k.eval(SERVICE_THREADS) == threads, "a runstop_nb background thread died in the reload"
         mods, fresh_class = k.eval("_reloaded")
         assert fresh_class, "importlib.reload did not re-create the Run class"
         assert {"runstop_nb._registry", "runstop_nb._run", "runstop_nb._lifecycle"} <= set(mods)
         check_after_reload(k, info, "fresh-imp")
     finally:
-        cleanup(k, "r_imp", info)
+        cleanup(info)
 
 
 def test_a_run_started_before_a_reload_still_ends_by_itself(shared: Kernel, tmp_path: Path) -> None:
@@ -413,7 +433,41 @@ def test_a_run_started_before_a_reload_still_ends_by_itself(shared: Kernel, tmp_
         assert k.eval("r_nat.returncode") == 0
         assert not cookie_alive(info["cookie"])
     finally:
-        cleanup(k, "r_nat", info)
+        cleanup(info)
+
+
+# What ``%autoreload`` (superreload) does to each module it reloads: empty its namespace,
+# then re-run it. Here the empty spell lasts 0.6 s instead of a few ms, so a background
+# thread that looks up a global of its module in that spell surely does so.
+EMPTY_EACH = """
+import sys, time
+for _name in ('runstop_nb._supervisor', 'runstop_nb._recorder', 'runstop_nb._renderer'):
+    _mod = sys.modules.get(_name)
+    if _mod is None:
+        continue
+    _saved = dict(_mod.__dict__)
+    _mod.__dict__.clear()
+    _mod.__dict__.update(__name__=_saved['__name__'], __loader__=_saved['__loader__'])
+    try:
+        time.sleep(0.6)
+    finally:
+        _mod.__dict__.update(_saved)
+"""
+
+
+def test_background_threads_outlive_a_module_being_emptied_by_autoreload(tmp_path: Path) -> None:
+    info = None
+    try:
+        with kernel(tmp_path) as k:  # its own kernel: a failure here must not spread
+            synced(k)
+            info = launch(k, "r_empty", [PY, SPAWNER, "--children", "1"], name="emptied")
+            threads = k.eval(SERVICE_THREADS)
+            assert "runstop-supervisor" in {name for name, _ in threads}
+            k.ok(EMPTY_EACH)
+            assert k.eval(SERVICE_THREADS) == threads, "a runstop_nb background thread died"
+            check_after_reload(k, info, "fresh-empty")
+    finally:
+        cleanup(info)
 
 
 @pytest.mark.parametrize("flags", ["", "--full"], ids=["autoreload2", "autoreload2-full"])
@@ -424,19 +478,22 @@ def test_registry_survives_autoreload_of_touched_modules(shared: Kernel, flags: 
         info = launch(k, "r_auto", [PY, SPAWNER, "--children", "1"], name=f"auto{flags.strip('-')}")
         k.ok(f"%load_ext autoreload\n%autoreload 2 {flags} --print")
         k.ok("pass")  # autoreload records each module's mtime on the first cell it sees
-        later = time.time() + 5
-        touched = sorted(pkg.glob("*.py"))
-        for path in touched:
-            os.utime(path, (later, later))
-        reply = k.ok("pass")  # autoreload runs before this cell
-        reloaded = set(re.findall(r"Reloading '([\w.]+)'", reply.stdout))
-        assert {"runstop_nb._registry", "runstop_nb._run", "runstop_nb._lifecycle"} <= reloaded, reply.stdout
+        threads = k.eval(SERVICE_THREADS)
+        for round_ in range(1, 4):  # each reload is a chance to hit a background thread mid-way
+            files = list(pkg.glob("*.py"))
+            later = max(time.time(), *(f.stat().st_mtime for f in files)) + 5  # always newer
+            for path in files:
+                os.utime(path, (later, later))
+            reply = k.ok("pass")  # autoreload runs before this cell
+            reloaded = set(re.findall(r"Reloading '([\w.]+)'", reply.stdout))
+            assert {"runstop_nb._registry", "runstop_nb._run", "runstop_nb._lifecycle"} <= reloaded, (round_, reply.stdout, reply.stderr)
+        assert k.eval(SERVICE_THREADS) == threads, "a runstop_nb background thread died in the reload"
         check_after_reload(k, info, f"fresh-auto{flags.strip('-')}")
     finally:
         try:
             k.run("%autoreload 0")
         finally:
-            cleanup(k, "r_auto", info)
+            cleanup(info)
 
 
 @pytest.mark.skipif(not (PACKAGE / "_magics.py").exists(), reason="runstop_nb/_magics.py is not written yet")
@@ -450,4 +507,4 @@ def test_registry_survives_reload_ext(shared: Kernel) -> None:
         assert k.eval("len(runstop_nb.__all__) > 0"), "%reload_ext did not reload the package"
         check_after_reload(k, info, "fresh-ext")
     finally:
-        cleanup(k, "r_ext", info)
+        cleanup(info)
