@@ -11,6 +11,7 @@ in ~40 ms, and it isolates failures (a crashed guard loses one run, not all of t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,6 +85,7 @@ class GuardedAgent:
 
         Sets ``_sock`` and ``_popen`` before watching the socket: the guard may answer
         before the caller thread could read a returned value."""
+        payload = _encode(self.spec)  # fails (if it can) before anything is spawned
         mine, theirs = socket.socketpair()
         fd = theirs.fileno()
         guard_log = os.open(self.spec.logs.dir / "guard.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -103,7 +105,7 @@ class GuardedAgent:
             theirs.close()
         self.guard = psutil.Process(popen.pid)
         self._sock, self._popen = mine, popen
-        mine.sendall(_encode(self.spec))
+        mine.sendall(payload)
         self._supervisor.watch(mine, self._on_readable)
 
     def _guard_env(self) -> dict[str, str]:
@@ -126,6 +128,10 @@ class GuardedAgent:
             errno_, stage, message = ([*self._error.split(" ", 2), "", ""])[:3]
             cmd = self.spec.argv[0]
             if stage == "exec" and errno_ == "2":
+                found = shutil.which(cmd, path=self.spec.env.get("PATH"))
+                if found and os.path.exists(found):
+                    raise StartError(f"cannot run {cmd!r}: the interpreter on its #! line ({_shebang(found)}) "
+                                     f"was not found")
                 raise CommandNotFoundError(f"command not found: {cmd!r}; check the name and PATH")
             if stage == "exec" and errno_ == "13":
                 raise StartError(f"permission denied running {cmd!r}; is it executable (chmod +x)?")
@@ -211,6 +217,15 @@ class GuardedAgent:
             self._popen.wait(GUARD_EXIT_TIMEOUT)  # it exits at once: nothing is left to reap
         except subprocess.TimeoutExpired:
             pass  # still reaped later by the supervisor; the tree itself is verified dead
+
+
+def _shebang(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(200).decode("utf-8", "replace").strip()
+    except OSError:
+        return "unreadable"
+    return first if first.startswith("#!") else "none"
 
 
 def _encode(spec: LaunchSpec) -> bytes:

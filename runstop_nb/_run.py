@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._lifecycle import Event, RunStatus, next_status
-from ._logs import LiveTail, LogFiles, TailBuffer
+from ._logs import LineCounter, LiveTail, LogFiles, TailBuffer
 from ._results import StopResult
 from ._spec import RunSpec, check_seconds
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runstop_nb")
 WATCH_EVERY = 0.25  # seconds between checks on a tree that survived SIGKILL
 ENDED_TAIL_LINES = 200  # display lines kept in memory once a run has ended
+FIRST_OUTPUT_WINDOW = 3.0  # seconds a new run's logs are polled every 10 ms, until it writes
 
 
 class Run:
@@ -65,7 +66,8 @@ class Run:
         self._done = threading.Event()
         self._ending = False  # a natural-exit or lost-guard cleanup was dispatched
         self._watching = False
-        self._final_counts = (0, 0)
+        self._final_bytes = 0
+        self._counter = LineCounter(logs)
         self._listeners: list[Callable[[Run], None]] = []
 
     # -- wiring (called by start()) --------------------------------------------------
@@ -75,6 +77,7 @@ class Run:
         self.pid = agent.pid
         self._tail = LiveTail(self._logs, self.buffer)
         self._supervisor.add_ticker(self, self._tick)
+        self._supervisor.hurry(self, FIRST_OUTPUT_WINDOW)  # show the first line within ~10 ms
         self._on_agent_event()  # it may have exited already
 
     # -- public surface ---------------------------------------------------------------
@@ -100,14 +103,14 @@ class Run:
 
     @property
     def lines(self) -> int:
-        """Lines the agent wrote so far (stdout plus stderr)."""
-        tail = self._tail
-        return tail.lines if tail is not None and not tail.closed else self._final_counts[0]
+        """Lines the agent wrote so far (stdout plus stderr), counted from the log on demand."""
+        return self._counter.count()
 
     @property
     def bytes(self) -> int:
+        """Bytes the agent wrote so far (stdout plus stderr), as of the last tail tick."""
         tail = self._tail
-        return tail.bytes if tail is not None and not tail.closed else self._final_counts[1]
+        return tail.bytes if tail is not None and not tail.closed else self._final_bytes
 
     def stop(self, grace: float | None = None) -> StopResult:
         """Stop the whole process tree: SIGTERM, ``grace`` seconds, then SIGKILL, verified.
@@ -222,8 +225,8 @@ class Run:
     def _tick(self) -> None:
         """Supervisor thread, ~10 Hz: read new output; fire the timeout."""
         with self._tail_lock:
-            if self._tail is not None and not self._tail.closed:
-                self._tail.poll()
+            if self._tail is not None and not self._tail.closed and self._tail.poll():
+                self._supervisor.relax(self)
         if (self._deadline is not None and self._status == RunStatus.RUNNING and not self._ending
                 and time.monotonic() >= self._deadline):
             self._deadline = None
@@ -249,10 +252,14 @@ class Run:
                 self.error = "the run's guard process died; the run's tree was stopped"
                 self._stop_cause = "guard_lost"
                 self._move(Event.STOP)
-                self._emit()
                 event = Event.STOPPED
             else:
                 event = Event.EXITED_OK if agent.returncode == 0 else Event.EXITED_ERROR
+        if agent.lost:
+            self._emit()  # outside the lock: a listener may call stop() itself
+        with self._stop_lock:
+            if self._status.terminal:
+                return  # a listener's stop() ended it
             outcome = agent.terminate(self.grace)  # leftovers: the tree dies with its root
             if outcome.survivors:
                 self._watch_until_dead(event)
@@ -262,17 +269,23 @@ class Run:
 
     def _stop(self, cause: str, grace: float) -> StopResult:
         t0 = time.monotonic()
-        with self._stop_lock:
-            with self._state_lock:
-                prior = self._status
-                if prior.terminal:
-                    return self._result(False, "already_terminal", prior, t0)
-                if prior == RunStatus.RUNNING:
-                    self._move(Event.TIMEOUT if cause == "timeout" else Event.STOP)
-                    self._stop_cause = cause
-                else:
-                    self._move(Event.RETRY_STOP)
+        with self._stop_lock, self._state_lock:
+            prior = self._status
+            if prior.terminal:
+                return self._result(False, "already_terminal", prior, t0)
+            if prior == RunStatus.RUNNING:
+                self._move(Event.TIMEOUT if cause == "timeout" else Event.STOP)
+                self._stop_cause = cause
+            else:
+                self._move(Event.RETRY_STOP)
+        # Emit "stopping" outside the lock: a listener that calls stop() (or stop_all())
+        # must not deadlock on it; if it does, its stop does the work and we report that.
+        # A retry is no change of status, so it is not emitted (nor re-entered by listeners).
+        if prior == RunStatus.RUNNING:
             self._emit()
+        with self._stop_lock:
+            if self._status.terminal:
+                return self.last_stop or self._result(False, "already_terminal", prior, t0)
             agent = self._agent
             assert agent is not None
             try:
@@ -341,7 +354,7 @@ class Run:
         with self._tail_lock:
             if self._tail is not None:
                 self._tail.close()
-                self._final_counts = (self._tail.lines, self._tail.bytes)
+                self._final_bytes = self._tail.bytes
         self.buffer.shrink(ENDED_TAIL_LINES)
         self._supervisor.remove_ticker(self)
         with self._state_lock:

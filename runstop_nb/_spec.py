@@ -114,6 +114,19 @@ def _argv(cmd: object, shell: bool, env: Mapping[str, str | None]) -> tuple[str,
     return tuple(cmd)
 
 
+def _check_encodable(argv: tuple[str, ...], env: Mapping[str, str | None]) -> None:
+    """Every string must become bytes for exec; a lone surrogate cannot."""
+    items = [("argument", a) for a in argv] + [
+        ("env", f"{k}={v}") for k, v in env.items() if v is not None] + [("env key", k) for k in env]
+    for what, text in items:
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError:
+            raise InvalidSpecError(
+                f"an {what} cannot be encoded for the OS ({text!r}); remove the lone surrogate"
+            ) from None
+
+
 def _resolve(argv0: str, cwd: str, path: str | None) -> None:
     """Fail early, with the command's name, if exec would fail."""
     if os.sep in argv0:
@@ -140,6 +153,7 @@ def build(
     """Check every argument of ``start()``; raise a typed one-line error on the first bad one."""
     overrides = _check_env(env)
     argv = _argv(cmd, bool(shell), overrides)
+    _check_encodable(argv, overrides)
     if cwd is None:
         cwd = os.getcwd()
     if not isinstance(cwd, (str, os.PathLike)):
