@@ -23,6 +23,7 @@ class RunGrid(w.GridBox):  # type: ignore[misc]
     """Run widgets side by side: ``cols`` fixed columns, or as many as fit."""
 
     def __init__(self, runs: list[Any], cols: int | None = None) -> None:
+        """``runs`` may hold None for widgets bound later (agents still starting)."""
         super().__init__([RunWidget(r) for r in runs], layout=grid_layout(cols))
         self.add_class("runstop-grid")
 

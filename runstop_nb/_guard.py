@@ -59,6 +59,7 @@ class Guard:
         self.sock = sock
         self.kernel_pid = kernel_pid
         self.root: int | None = None
+        self.root_reaped = False
         self.cookie = ""
         self.grace = DEATH_GRACE_CAP
         self.started_at = 0.0
@@ -134,6 +135,7 @@ class Guard:
             if pid == 0:
                 return True
             if pid == self.root:
+                self.root_reaped = True
                 self.send(f"exited {os.waitstatus_to_exitcode(status)}")
 
     def serve(self, wake_fd: int) -> bool:
@@ -161,6 +163,14 @@ class Guard:
         """The kernel is gone: stop the whole tree with the kernel's own ladder."""
         if not self.reap() and not self.cookie:
             return
+        if self.root is not None and not self.root_reaped:
+            # Ask the agent's group at once: importing psutil and the ladder takes ~0.3 s.
+            # The root is our unreaped child, so its pid (the group's id) cannot be recycled.
+            for sig in (signal.SIGTERM, signal.SIGCONT):
+                try:
+                    os.killpg(self.root, sig)
+                except OSError:
+                    pass
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         import psutil
 

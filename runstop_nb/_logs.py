@@ -18,7 +18,7 @@ import codecs
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +26,9 @@ from . import _terminal
 
 STREAMS = ("stdout", "stderr")
 _TAG = {"stdout": b"o", "stderr": b"e"}
-READ_BLOCK = 4 << 20  # bytes per read while counting lines
+COUNT_BLOCK = 256 << 10  # bytes per read while counting lines: short GIL holds
 FEED_WINDOW = 64 << 10  # at most this much of each tick's new text is decoded
-MAX_TAIL_LINES = 1000
+MAX_TAIL_LINES = 250  # display lines kept per run: the widget shows 200
 MAX_LINE_CHARS = 4000
 
 
@@ -64,7 +64,7 @@ class LogFiles:
     def _chunks(self) -> Iterator[tuple[str, int, int]]:
         """(stream, offset, length) in the order the kernel saw them, then any remainder."""
         offsets = {"stdout": 0, "stderr": 0}
-        sizes = {s: _size(self.path(s)) for s in STREAMS}
+        sizes = {s: _file_size(self.path(s)) for s in STREAMS}
         try:
             records = self.order.read_bytes().split(b"\n")
         except OSError:
@@ -107,7 +107,16 @@ class LogFiles:
         return "\n".join(lines) + ("\n" if lines and text.endswith("\n") else "")
 
 
-def _size(path: Path) -> int:
+def _human(nbytes: int) -> str:
+    size = float(nbytes)
+    for unit in ("B", "KB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
@@ -134,7 +143,8 @@ class TailBuffer:
         self._lines: deque[tuple[str, str]] = deque(maxlen=max_lines)
         self._pending = {"stdout": "", "stderr": ""}
         self.version = 0
-        self.omitted = 0  # lines counted but never decoded (floods)
+        self.omitted = 0  # bytes never decoded for display (floods)
+        self.on_change: Callable[[], None] | None = None  # set by a widget: wakes its renderer
 
     def feed(self, stream: str, text: str) -> None:
         with self._lock:
@@ -148,12 +158,15 @@ class TailBuffer:
                 rest = "…" + rest[-2 * MAX_LINE_CHARS :]
             self._pending[stream] = rest
             self.version += 1
+        if self.on_change is not None:
+            self.on_change()
 
-    def note_omitted(self, stream: str, lines: int) -> None:
+    def note_omitted(self, stream: str, nbytes: int) -> None:
+        """A flood wrote more than one tick shows: mark the gap (the log has it all)."""
         with self._lock:
             self._pending[stream] = ""
-            self.omitted += lines
-            self._lines.append((stream, f"\x1b[2m… {lines:,} lines not shown (all in the log) …\x1b[0m"))
+            self.omitted += nbytes
+            self._lines.append((stream, f"\x1b[2m… {_human(nbytes)} not shown here (the log has it all) …\x1b[0m"))
             self.version += 1
 
     def lines(self, n: int | None = None) -> list[tuple[str, str]]:
@@ -171,8 +184,57 @@ class TailBuffer:
             self._lines = deque(list(self._lines)[-max_lines:], maxlen=max_lines)
 
 
+class LineCounter:
+    """Counts the lines of a run's logs incrementally, on demand, from any thread.
+
+    Counting is kept off the 10 Hz tail: under a flood, counting every byte there held the
+    GIL for most of the supervisor's time and starved the kernel (benchmark P6). Here each
+    call counts only what was written since the last one, in blocks small enough to let
+    other threads run in between.
+    """
+
+    def __init__(self, files: LogFiles) -> None:
+        self.files = files
+        self._lock = threading.Lock()
+        self._done = {s: 0 for s in STREAMS}  # bytes already counted
+        self._newlines = {s: 0 for s in STREAMS}
+        self._last = {s: b"\n" for s in STREAMS}  # the last byte counted
+
+    def count(self) -> int:
+        """Lines written so far, counting an unterminated last line."""
+        with self._lock:
+            total = 0
+            for stream in STREAMS:
+                self._advance(stream)
+                total += self._newlines[stream] + (0 if self._last[stream] == b"\n" else 1)
+            return total
+
+    def _advance(self, stream: str) -> None:
+        try:
+            fd = os.open(self.files.path(stream), os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            pos = self._done[stream]
+            while pos < size:
+                block = os.pread(fd, min(COUNT_BLOCK, size - pos), pos)
+                if not block:
+                    break
+                self._newlines[stream] += block.count(b"\n")
+                self._last[stream] = block[-1:]
+                pos += len(block)
+            self._done[stream] = pos
+        finally:
+            os.close(fd)
+
+
 class LiveTail:
-    """Reads a running agent's logs incrementally. Driven by the supervisor thread only."""
+    """Reads a running agent's logs for display. Driven by the supervisor thread only.
+
+    Each poll reads at most ``FEED_WINDOW`` new bytes per stream, the end of what was
+    written since the last poll, so a flood costs a bounded amount of work per tick.
+    """
 
     def __init__(self, files: LogFiles, buffer: TailBuffer) -> None:
         self.files = files
@@ -181,23 +243,14 @@ class LiveTail:
         self._offsets = {s: 0 for s in STREAMS}
         self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in STREAMS}
         self._order = open(files.order, "ab", buffering=0)  # noqa: SIM115 - closed in close()
-        self._ends_with_newline = {s: True for s in STREAMS}
-        self.newlines = 0
         self.closed = False
 
     @property
     def bytes(self) -> int:
         return sum(self._offsets.values())
 
-    @property
-    def lines(self) -> int:
-        """Lines written so far, counting an unterminated last line."""
-        return self.newlines + sum(
-            1 for s in STREAMS if self._offsets[s] and not self._ends_with_newline[s]
-        )
-
     def poll(self) -> bool:
-        """Read whatever is new; return True if anything was."""
+        """Read whatever is new (its last FEED_WINDOW bytes); return True if anything was."""
         if self.closed:
             return False
         got = False
@@ -209,30 +262,19 @@ class LiveTail:
                 continue
             got = True
             feed_from = max(start, size - FEED_WINDOW)
-            skipped_lines, tail = 0, b""
-            pos = start
-            while pos < size:
-                block = os.pread(fd, min(READ_BLOCK, size - pos), pos)
-                if not block:
-                    break
-                self.newlines += block.count(b"\n")
-                if pos + len(block) > feed_from:
-                    cut = max(0, feed_from - pos)
-                    skipped_lines += block[:cut].count(b"\n")
-                    tail += block[cut:]
-                else:
-                    skipped_lines += block.count(b"\n")
-                pos += len(block)
-            self._offsets[stream] = pos
-            self._ends_with_newline[stream] = tail.endswith(b"\n") if tail else True
-            self._order.write(b"%s%d\n" % (_TAG[stream], pos - start))
-            if skipped_lines:
-                # Start the shown text at a line boundary, after the omitted lines.
-                nl = tail.find(b"\n")
-                tail = tail[nl + 1 :] if nl >= 0 else b""
+            data = os.pread(fd, size - feed_from, feed_from)
+            self._offsets[stream] = size
+            self._order.write(b"%s%d\n" % (_TAG[stream], size - start))
+            if feed_from > start:
+                # Start the shown text at a line boundary (a \r one too: a progress bar's
+                # latest state must survive), after what is not shown. A window with no
+                # boundary at all is the end of one huge line: keep it.
+                cuts = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+                cut = min(cuts) + 1 if cuts else 0
+                data = data[cut:]
                 self._decoders[stream].reset()
-                self.buffer.note_omitted(stream, skipped_lines + 1)
-            text = self._decoders[stream].decode(tail)
+                self.buffer.note_omitted(stream, feed_from - start + cut)
+            text = self._decoders[stream].decode(data)
             if text:
                 self.buffer.feed(stream, text)
         return got

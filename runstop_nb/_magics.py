@@ -11,7 +11,7 @@ import hashlib
 import re
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -89,11 +89,12 @@ class AgentMagics(Magics):
             if args.cols is not None and not 1 <= args.cols <= 12:
                 raise UsageError(f"--cols must be between 1 and 12, not {args.cols}")
             jobs = self._cell_jobs(cell, args.shell)
-        runs_ = self._launch(jobs, opts, args.restart)
+        slots = self._plan(jobs, opts, args.restart)
+        views = self._display(len(slots), args.cols, single=cell is None) if in_kernel(self.shell) else None
+        runs_ = self._launch(jobs, slots, opts, views)
         if not runs_:
             return
-        if in_kernel(self.shell):
-            self._display(runs_, args.cols, single=cell is None)
+        if views is not None:
             if args.wait:
                 self._wait(runs_)
         else:
@@ -202,15 +203,16 @@ class AgentMagics(Magics):
             raise UsageError("%%agent_run: the cell has no command lines (one agent per line)")
         return jobs
 
-    def _launch(self, jobs: list[tuple[str | None, list[str] | str, str]], opts: dict[str, Any],
-                restart: bool) -> list[Run]:
-        """Check every job, reuse live runs (or restart them), start the rest concurrently."""
+    def _plan(self, jobs: list[tuple[str | None, list[str] | str, str]], opts: dict[str, Any],
+              restart: bool) -> list[Run | None]:
+        """Check every job; find live runs to show again (or stop them, with --restart).
+
+        Returns one slot per job: the live run to show, or None where one must start."""
         for name, command, _ in jobs:
             try:
                 _spec.build(command, name=name, **opts)
             except RunstopError as e:
                 raise UsageError(str(e)) from None
-        reg = registry()
         slots: list[Run | None] = []
         for name, _, key in jobs:
             existing = self._existing(name, key)
@@ -223,7 +225,19 @@ class AgentMagics(Magics):
                 print(f"{existing.name!r} is already running (pid {existing.pid}, "
                       f"{_age(existing)}); showing it. Use --restart to replace it.")
             slots.append(existing)
+        return slots
+
+    def _launch(self, jobs: list[tuple[str | None, list[str] | str, str]], slots: list[Run | None],
+                opts: dict[str, Any], views: list[Any] | None) -> list[Run]:
+        """Start the empty slots concurrently; bind each view as soon as its run starts.
+
+        The views are already on screen (showing "starting"), so building them overlaps
+        with the agents' start instead of adding to it."""
         todo = [i for i, slot in enumerate(slots) if slot is None]
+        if views is not None:
+            for view, slot in zip(views, slots, strict=True):
+                if slot is not None:
+                    view.bind(slot)
 
         def launch(i: int) -> Run:
             name, command, key = jobs[i]
@@ -231,13 +245,18 @@ class AgentMagics(Magics):
 
         errors = []
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(todo)))) as pool:
-            futures = {i: pool.submit(launch, i) for i in todo}
-            for i, fut in futures.items():
+            futures = {pool.submit(launch, i): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
                 try:
-                    slots[i] = fut.result()
+                    slots[i] = run = fut.result()
+                    if views is not None:
+                        views[i].bind(run)
                 except RunstopError as e:
                     errors.append(str(e))
-        reg.keys.update({jobs[i][2]: r.id for i, r in enumerate(slots) if r is not None})
+                    if views is not None:
+                        views[i].failed_to_start(str(e))
+        registry().keys.update({jobs[i][2]: r.id for i, r in enumerate(slots) if r is not None})
         started = [r for r in slots if r is not None]
         if errors and not started:
             raise UsageError("; ".join(errors))
@@ -287,13 +306,20 @@ class AgentMagics(Magics):
         self._line_index += 1
         return self._line_index
 
-    def _display(self, runs_: list[Run], cols: int | None, single: bool) -> None:
+    def _display(self, count: int, cols: int | None, single: bool) -> list[Any]:
+        """Show ``count`` run widgets, not yet bound to runs; return them."""
         from IPython.display import display
 
         from ._grid import RunGrid
         from ._widget import RunWidget
 
-        display(RunWidget(runs_[0]) if single else RunGrid(runs_, cols))
+        if single:
+            view = RunWidget(None)
+            display(view)
+            return [view]
+        grid = RunGrid([None] * count, cols)
+        display(grid)
+        return list(grid.children)
 
     def _wait(self, runs_: list[Run], stream: bool = False) -> None:
         """Foreground: block until every run ends; an interrupt stops them, in one line."""

@@ -39,6 +39,7 @@ class Renderer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._failures: dict[int, int] = {}
+        self._poke = threading.Event()
         self._thread = forever(self._frame, "runstop-renderer")
 
     @property
@@ -77,7 +78,14 @@ class Renderer:
             if not keep:
                 self.discard(item)
                 self._failures.pop(id(item), None)
-        time.sleep(max(0.0, FRAME - (time.monotonic() - t0)))
+        # Sleep until the next frame, or until new output pokes us (the first line of a run
+        # shows at once; each widget still limits its own output updates to one per FRAME).
+        self._poke.wait(max(0.0, FRAME - (time.monotonic() - t0)))
+        self._poke.clear()
+
+    def poke(self) -> None:
+        """New output arrived: render before the frame is over."""
+        self._poke.set()
 
 
 UI_LOCK_NAME = "ui_lock"

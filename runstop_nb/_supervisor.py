@@ -29,6 +29,7 @@ from ._threads import forever
 log = logging.getLogger("runstop_nb")
 T = TypeVar("T")
 TICK = 0.1  # seconds: tail and timeout resolution, and at most 10 widget updates/s
+FAST_TICK = 0.01  # seconds: while a new run has not written yet, so its first line shows at once
 
 
 class Supervisor:
@@ -40,6 +41,7 @@ class Supervisor:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._tickers: dict[object, Callable[[], None]] = {}
+        self._hurried: dict[object, float] = {}  # key -> monotonic deadline of fast ticking
         self._children: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self.pid = os.getpid()
@@ -84,6 +86,19 @@ class Supervisor:
     def remove_ticker(self, key: object) -> None:
         with self._lock:
             self._tickers.pop(key, None)
+            self._hurried.pop(key, None)
+
+    def hurry(self, key: object, seconds: float) -> None:
+        """Tick every FAST_TICK for up to ``seconds`` (or until ``relax(key)``)."""
+        with self._lock:
+            now = time.monotonic()
+            self._hurried[key] = now + seconds
+            self._next_tick = min(self._next_tick, now + FAST_TICK)
+        self._wake()
+
+    def relax(self, key: object) -> None:
+        with self._lock:
+            self._hurried.pop(key, None)
 
     def reap_later(self, proc: subprocess.Popen[bytes]) -> None:
         """Wait for a child (a guard) without blocking: polled every tick until it exits."""
@@ -103,7 +118,11 @@ class Supervisor:
                 self._children = [c for c in self._children if c.poll() is None]
             for fn in tickers:
                 _guarded(fn)
-            self._next_tick = time.monotonic() + TICK
+            now = time.monotonic()
+            with self._lock:
+                self._hurried = {k: t for k, t in self._hurried.items() if t > now}
+                tick = FAST_TICK if self._hurried else TICK
+            self._next_tick = now + tick
 
     def _run_calls(self) -> None:
         try:

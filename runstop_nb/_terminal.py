@@ -31,8 +31,13 @@ def _keep_sgr(match: re.Match[str]) -> str:
     return match.group(0) if match.group(0).endswith("m") else ""
 
 
+_SPECIAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything clean() might change
+
+
 def clean(line: str) -> str:
     """Drop everything but SGR colour codes and printable text from one line."""
+    if not _SPECIAL.search(line):
+        return line  # plain text, by far the common case under a flood
     line = collapse_cr(line).rstrip("\r")
     line = _OSC.sub("", line)
     line = _CSI.sub(_keep_sgr, line)

@@ -20,7 +20,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from ._renderer import renderer, ui_lock
+from ._renderer import FRAME, renderer, ui_lock
 from ._treestats import TreeSampler
 
 WINDOW_LINES = 200
@@ -56,8 +56,11 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
-def window(lines: list[tuple[str, str]], total: int) -> tuple[dict[str, str], ...]:
-    """Stream outputs for the newest lines, within the character budget, merged by stream."""
+def window(lines: list[tuple[str, str]], more: bool = False) -> tuple[dict[str, str], ...]:
+    """Stream outputs for the newest lines, within the character budget, merged by stream.
+
+    ``more``: the run wrote more than ``lines`` holds, so a first line says where it is.
+    (No line count here: counting a flood's log at 10 Hz would starve the kernel.)"""
     keep: list[tuple[str, str]] = []
     used = 0
     for stream, text in reversed(lines):
@@ -68,9 +71,8 @@ def window(lines: list[tuple[str, str]], total: int) -> tuple[dict[str, str], ..
             break
         keep.append((stream, text))
     keep.reverse()
-    hidden = total - len(keep)
-    if hidden > 0:
-        keep.insert(0, ("stdout", f"\x1b[2m… {hidden:,} earlier lines: run.output() has them all\x1b[0m"))
+    if more or len(keep) < len(lines):
+        keep.insert(0, ("stdout", "\x1b[2m… earlier output not shown: run.output() has it all\x1b[0m"))
     outputs: list[dict[str, str]] = []
     for stream, text in keep:
         if outputs and outputs[-1]["name"] == stream:
@@ -122,10 +124,24 @@ class RunWidget(w.VBox):  # type: ignore[misc]
         self._rerun.on_click(self._on_rerun)
         self._lock = threading.Lock()
         self._busy = False  # a stop started by this widget's button is under way
-        self.bind(run)
+        self.run: Any = None
+        if run is None:  # shown at once; bound when its agent has started
+            self._status.value = "starting"
+            self._status.style.background = "#57606a"
+            self._stop.disabled = True
+        else:
+            self.bind(run)
 
     def __repr__(self) -> str:  # deterministic for nbval
-        return f"RunWidget({self.run.name!r})"
+        return f"RunWidget({getattr(self.run, 'name', None)!r})"
+
+    def failed_to_start(self, message: str) -> None:
+        """The agent this widget was waiting for could not start."""
+        with ui_lock():
+            self._status.value = "failed"
+            self._status.style.background = BADGES["failed"][0]
+            self._stop.layout.display = "none"
+            self._show_error(message)
 
     def bind(self, run: Any) -> None:
         """Show ``run`` in this widget from now on."""
@@ -135,6 +151,10 @@ class RunWidget(w.VBox):  # type: ignore[misc]
             self._version = -1
             self._sampler = TreeSampler()
             self._next_stats = 0.0
+            self._quick: tuple[Any, ...] | None = None
+            self._output_at = 0.0
+            self._final_stats = False
+        run.buffer.on_change = renderer().poke
         with ui_lock():
             self._name.value = run.name
             self._error.layout.display = "none"
@@ -144,31 +164,45 @@ class RunWidget(w.VBox):  # type: ignore[misc]
     # -- frames (renderer thread) -------------------------------------------------------
 
     def refresh(self) -> bool:
-        """Repaint what changed since the last frame; False once a finished run is fully shown."""
+        """Repaint what changed since the last frame; False once a finished run is fully shown.
+
+        Called for every shown widget at each frame, so the no-change case is a handful of
+        attribute reads. Output is repainted at most once per FRAME, whatever pokes us.
+        """
+        run = self.run
+        now = time.monotonic()
+        version, status, done = run.buffer.version, run.status, run.done
+        busy = status == "stopping" and (run.stop_in_progress or self._busy)
+        quick = (version, status, done, int(run.elapsed), busy)
+        if quick == self._quick and now < self._next_stats:
+            return True
         with self._lock:
-            run = self.run
-            status, done = run.status, run.done
-            version = run.buffer.version
-            now = time.monotonic()
             stats = None
-            if not done and now >= self._next_stats:
+            if done and not self._final_stats:
+                self._final_stats = True
+                stats = f"{run.lines:,} lines · {run.bytes / 1e6:.1f} MB logged"
+            elif not done and now >= self._next_stats:
                 self._next_stats = now + STATS_EVERY
                 stats = str(self._sampler.sample(run.members()))
-            elif done:
-                stats = f"{run.lines:,} lines · {run.bytes / 1e6:.1f} MB logged"
-            busy = status == "stopping" and (run.stop_in_progress or self._busy)
             header = (status, clock(run.elapsed), run.pid, run.returncode if done else None, busy)
+            output_due = version != self._version and (done or now - self._output_at >= FRAME)
             with ui_lock():
-                if version != self._version:
-                    self._version = version
-                    shown = run.buffer.lines(WINDOW_LINES)
-                    self._out.outputs = window(shown, max(run.lines, len(shown)))
+                if output_due:
+                    shown = run.buffer.lines(WINDOW_LINES + 1)
+                    more = len(shown) > WINDOW_LINES or run.buffer.omitted > 0
+                    self._out.outputs = window(shown[-WINDOW_LINES:], more)
+                    # An empty frame does not count against the rate: the first line shows at once.
+                    self._version, self._output_at = version, (now if shown else 0.0)
                 if header != self._shown:
                     self._paint_header(run, status, done, header)
                     self._shown = header
                 if stats is not None and stats != self._stats.value:
                     self._stats.value = stats
-            return not (done and version == run.buffer.version)
+            # Output held back by the rate limit must bring us back: no fast path until then.
+            self._quick = quick if version == self._version else None
+            if done:
+                self._next_stats = 0.0  # a finished run: no more sampling
+            return not (done and version == self._version)
 
     def _paint_header(self, run: Any, status: str, done: bool, header: tuple[Any, ...]) -> None:
         colour, word = BADGES.get(status, ("#57606a", status))
@@ -199,6 +233,8 @@ class RunWidget(w.VBox):  # type: ignore[misc]
 
     def _on_stop(self, _button: Any = None) -> None:
         run = self.run
+        if run is None:
+            return
         self._busy = True
         with ui_lock():
             self._stop.description, self._stop.disabled = "Stopping…", True
@@ -222,6 +258,8 @@ class RunWidget(w.VBox):  # type: ignore[misc]
         renderer().add(self)
 
     def _on_rerun(self, _button: Any = None) -> None:
+        if self.run is None:
+            return
         try:
             new = self.run.rerun()
         except Exception as e:

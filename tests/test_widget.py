@@ -17,18 +17,20 @@ from .kernel import Kernel, kernel
 
 def test_window_merges_streams_and_respects_the_budget() -> None:
     lines = [("stdout", f"line {i}") for i in range(10)] + [("stderr", "boom"), ("stdout", "after")]
-    outs = window(lines, total=12)
+    outs = window(lines)
     assert [o["name"] for o in outs] == ["stdout", "stderr", "stdout"]
     assert outs[1]["text"] == "boom\n"
     big = [("stdout", "x" * 1000) for _ in range(500)]
-    outs = window(big, total=100_000)
+    outs = window(big)
     text = "".join(o["text"] for o in outs)
     assert len(text) <= WINDOW_CHARS + 200
-    assert "earlier lines" in outs[0]["text"] and "99,9" in outs[0]["text"]
+    assert "earlier output not shown" in outs[0]["text"]
+    assert "earlier output" in window(lines, more=True)[0]["text"]
+    assert "earlier" not in window(lines)[0]["text"]
 
 
 def test_window_clips_monster_lines() -> None:
-    (out,) = window([("stdout", "y" * 1_000_000)], total=1)
+    (out,) = window([("stdout", "y" * 1_000_000)])
     assert len(out["text"]) < LINE_CHARS + 20
 
 
