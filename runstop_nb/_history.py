@@ -98,6 +98,9 @@ def _code(e: sqlite3.Error) -> int:
     return int(getattr(e, "sqlite_errorcode", -1)) & 0xFF
 
 
+BUSY_RETRY_S = 3.0  # seconds a busy database is retried before the error is reported
+
+
 def _busy(e: sqlite3.Error) -> bool:
     return _code(e) in (5, 6) or "locked" in str(e) or "busy" in str(e)
 
@@ -234,21 +237,32 @@ class Store:
         return _connect(Path(":memory:"))
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)``; on corruption or a lost file, recover once and retry."""
+        """Run ``fn(connection)``; retry while busy; on corruption or a lost file, recover once.
+
+        SQLite can answer SQLITE_BUSY at once, without its busy handler, while several
+        kernels set up one fresh WAL database (the journal-mode switch, the schema): such
+        an error is retried with backoff for up to ~3 s before it is reported.
+        """
         with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None:
-                    self._conn = self._open()
+            recovered, delay = False, 0.02
+            deadline = time.monotonic() + BUSY_RETRY_S
+            while True:
                 try:
+                    if self._conn is None:
+                        self._conn = self._open()
                     return fn(self._conn)
                 except sqlite3.Error as e:
+                    if _busy(e) and time.monotonic() < deadline:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.2)
+                        continue
                     lost = isinstance(e, sqlite3.OperationalError)  # readonly, cannot open, I/O
-                    if _busy(e) or self.memory or attempt == 2 or not (lost or _corrupt(e)):
+                    if _busy(e) or self.memory or recovered or not (lost or _corrupt(e)) or self._conn is None:
                         raise
+                    recovered = True
                     self._conn.close()
                     self._conn = None
                     self._conn = self._recover(e) if _corrupt(e) else self._to_memory(e)
-            raise AssertionError("unreachable")
 
     # -- operations -----------------------------------------------------------------------
 
