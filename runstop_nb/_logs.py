@@ -88,6 +88,9 @@ class LogFiles:
         return b"".join(_read(self.path(s), off, n) for s, off, n in self._chunks())
 
     def output(self, stream: str = "both") -> str:
+        """What the agent wrote, decoded (``stream``: both, stdout or stderr)."""
+        if stream not in ("both", *STREAMS):
+            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
         return self.read_bytes(stream).decode("utf-8", "replace")
 
     def tail(self, n: int) -> str:

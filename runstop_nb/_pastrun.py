@@ -247,8 +247,6 @@ class PastRun:
 
     def output(self, stream: str = "both") -> str:
         """Everything the agent wrote, from the log (``stream``: both, stdout, stderr)."""
-        if stream not in ("both", "stdout", "stderr"):
-            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
         return self._logs.output(stream)
 
     def tail(self, n: int = 50) -> str:

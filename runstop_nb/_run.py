@@ -148,8 +148,6 @@ class Run:
 
     def output(self, stream: str = "both") -> str:
         """Everything the agent wrote so far, from the log (``stream``: both, stdout, stderr)."""
-        if stream not in ("both", "stdout", "stderr"):
-            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
         return self._logs.output(stream)
 
     def tail(self, n: int = 50) -> str:

@@ -127,3 +127,19 @@ def kernel(cwd: Path, env: dict[str, str] | None = None) -> Iterator[Kernel]:
             psutil.Process(pid).kill()
         except psutil.Error:
             pass
+
+
+def runstop_kernel(home: Path, setup: str) -> Iterator[Kernel]:
+    """A kernel in notebooks/ (so agents/… paths work) with its own runs home; on exit every
+    run it started is stopped, and anything still carrying their cookies is killed by pid."""
+    from .conftest import AGENTS, cookie_alive, kill_pids
+
+    with kernel(AGENTS.parent, {"RUNSTOP_NB_HOME": str(home)}) as k:
+        k.ok(setup)
+        try:
+            yield k
+        finally:
+            cookies = k.eval("[r.spec.cookie for r in __import__('runstop_nb').runs()]")
+            k.run("__import__('runstop_nb').stop_all(grace=0.5)")
+            for cookie in cookies:
+                kill_pids(cookie_alive(cookie))

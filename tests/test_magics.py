@@ -14,8 +14,8 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import runstop_nb
 
-from .conftest import AGENTS, cookie_alive, kill_pids, wait_for
-from .kernel import Kernel, kernel
+from .conftest import AGENTS, cookie_alive, wait_for
+from .kernel import Kernel, runstop_kernel
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -120,16 +120,7 @@ def test_unload_leaves_runs_running_and_says_so(capsys: pytest.CaptureFixture[st
 
 @pytest.fixture(scope="module")
 def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    home = tmp_path_factory.mktemp("khome")
-    with kernel(AGENTS.parent, {"RUNSTOP_NB_HOME": str(home)}) as kk:
-        kk.ok("%load_ext runstop_nb\nimport runstop_nb")
-        try:
-            yield kk
-        finally:
-            cookies = kk.eval("[r.spec.cookie for r in runstop_nb.runs()]")
-            kk.run("runstop_nb.stop_all(grace=0.5)")
-            for cookie in cookies:
-                kill_pids(cookie_alive(cookie))
+    yield from runstop_kernel(tmp_path_factory.mktemp("khome"), "%load_ext runstop_nb\nimport runstop_nb")
 
 
 def pids_of(k: Kernel, names: list[str]) -> dict[str, int]:

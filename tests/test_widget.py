@@ -11,8 +11,8 @@ import pytest
 
 from runstop_nb._widget import LINE_CHARS, WINDOW_CHARS, clock, window
 
-from .conftest import AGENTS, cookie_alive, kill_pids, wait_for
-from .kernel import Kernel, kernel
+from .conftest import cookie_alive, wait_for
+from .kernel import Kernel, runstop_kernel
 
 
 def test_window_merges_streams_and_respects_the_budget() -> None:
@@ -40,16 +40,7 @@ def test_clock() -> None:
 
 @pytest.fixture(scope="module")
 def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    home = tmp_path_factory.mktemp("whome")
-    with kernel(AGENTS.parent, {"RUNSTOP_NB_HOME": str(home)}) as kk:
-        kk.ok("import runstop_nb\nfrom runstop_nb._widget import RunWidget\nfrom IPython.display import display")
-        try:
-            yield kk
-        finally:
-            cookies = kk.eval("[r.spec.cookie for r in runstop_nb.runs()]")
-            kk.run("runstop_nb.stop_all(grace=0.5)")
-            for cookie in cookies:
-                kill_pids(cookie_alive(cookie))
+    yield from runstop_kernel(tmp_path_factory.mktemp("whome"), "import runstop_nb\nfrom runstop_nb._widget import RunWidget\nfrom IPython.display import display")
 
 
 def click(k: Kernel, widget_expr: str) -> None:

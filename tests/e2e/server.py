@@ -25,6 +25,8 @@ from typing import Any
 
 import psutil
 
+from ..conftest import kill_pids
+
 AGENTS = Path(__file__).resolve().parents[2] / "notebooks" / "agents"
 TAG_VAR = "RUNSTOP_E2E_TAG"
 COOKIE_VAR = "RUNSTOP_NB_COOKIE"
@@ -60,12 +62,6 @@ def tagged_pids(tag: str) -> list[int]:
     return found
 
 
-def kill_pids(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            psutil.Process(pid).kill()
-        except psutil.Error:
-            pass
 
 
 class JupyterServer:
