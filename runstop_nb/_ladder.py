@@ -277,7 +277,7 @@ def _wait(scope: Scope, procs: dict[int, psutil.Process], step: _Step) -> dict[i
                 alive.update(fresh)
             next_scan = now + RESCAN_EVERY
         if not alive or now >= deadline:
-            return alive
+            return alive  # empty only just after a re-snapshot that found nothing new
         time.sleep(min(delay, max(0.0, deadline - now)))
         delay = min(delay * 2, 0.02)
 
@@ -293,8 +293,11 @@ def climb(scope: Scope, grace: float) -> LadderOutcome:
     escalated = False
     swept = 0
     alive: dict[int, psutil.Process] = {}
+    waited = False
     for step in _schedule(grace):
-        targets = {**alive, **snapshot(scope)}
+        # _wait returns nothing alive only right after a re-snapshot found nothing new:
+        # no need to walk the tree again before the sweep.
+        targets = {} if waited and not alive else {**alive, **snapshot(scope)}
         if not targets:
             extra = _sweep(scope, {})  # the last check before declaring the tree dead
             if not extra:
@@ -304,6 +307,7 @@ def climb(scope: Scope, grace: float) -> LadderOutcome:
         escalated |= step.name == "force"
         _send(scope, targets, step.signals)
         alive = _wait(scope, targets, step)
+        waited = True
         signalled.update(targets)
     else:
         alive = {**alive, **snapshot(scope), **_sweep(scope, alive)}

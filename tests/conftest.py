@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import psutil
@@ -45,6 +45,24 @@ def kill_pids(pids: list[int]) -> None:
             psutil.Process(pid).kill()
         except psutil.Error:
             pass
+
+
+def pids_with(*markers: bytes, unless: Iterable[bytes] = ()) -> list[int]:
+    """Live pids (not zombies, not this process) whose environment holds any of ``markers``
+    and none of ``unless``: how tests find what a kernel or a run left behind."""
+    skip = tuple(unless)
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if any(m in env for m in markers) and not any(u in env for u in skip) and alive(int(name)):
+            found.append(int(name))
+    return found
 
 
 def cookie_alive(cookie: str) -> list[int]:

@@ -46,7 +46,7 @@ from runstop_nb import (
 from runstop_nb._logs import MAX_LINE_CHARS, MAX_TAIL_LINES
 from runstop_nb._registry import registry, supervisor
 
-from .conftest import alive, cookie_alive, kill_pids, wait_for
+from .conftest import alive, cookie_alive, kill_pids, pids_with, wait_for
 
 PY = sys.executable
 SLEEP = shutil.which("sleep") or "/bin/sleep"  # found before a test jails PATH
@@ -68,20 +68,8 @@ def owner_marker() -> bytes:
 
 def strays() -> list[int]:
     """Live processes this test process owns (by RUNSTOP_NB_OWNER) that no live run holds."""
-    live = {r.spec.cookie for r in runstop_nb.runs() if not r.done}
-    marker, found = owner_marker(), []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        mine = marker in env and not any(f"RUNSTOP_NB_COOKIE={c}\0".encode() in env for c in live)
-        if mine and alive(int(name)):
-            found.append(int(name))
-    return found
+    live = [f"RUNSTOP_NB_COOKIE={r.spec.cookie}\0".encode() for r in runstop_nb.runs() if not r.done]
+    return pids_with(owner_marker(), unless=live)
 
 
 def no_strays(timeout: float = 5.0) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from .conftest import pids_with
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"value", "baseline", "ratio", "unit", "target", "met"}
 METRICS = [f"P{i}" for i in range(1, 9)]
@@ -23,19 +25,7 @@ METRICS = [f"P{i}" for i in range(1, 9)]
 
 def _agents_of(kernel_pids: set[int]) -> list[int]:
     """Live processes whose runstop_nb owner is one of the benchmark's kernels."""
-    owners = [f"RUNSTOP_NB_OWNER={pid}:".encode() for pid in kernel_pids]
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read()
-            if any(o in env for o in owners) and psutil.Process(int(name)).status() != psutil.STATUS_ZOMBIE:
-                found.append(int(name))
-        except (OSError, psutil.Error):
-            continue
-    return found
+    return pids_with(*(f"RUNSTOP_NB_OWNER={pid}:".encode() for pid in kernel_pids))
 
 
 def test_quick_benchmark_writes_every_metric_as_json(tmp_path: Path) -> None:

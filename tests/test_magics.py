@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import runstop_nb
 
-from .conftest import AGENTS, cookie_alive, wait_for
+from .conftest import AGENTS, cookie_alive, pids_with, wait_for
 from .kernel import Kernel, runstop_kernel
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -182,12 +182,11 @@ def test_wait_then_interrupt_stops_the_run_with_one_line(k: Kernel) -> None:
 
     def agent_pids() -> list[int]:
         out = []
-        for p in psutil.process_iter():
+        for pid in pids_with(owner):
             try:
-                with open(f"/proc/{p.pid}/environ", "rb") as f:
-                    if owner in f.read() and "spawner" in " ".join(p.cmdline()):
-                        out.append(p.pid)
-            except (OSError, psutil.Error):
+                if "spawner" in " ".join(psutil.Process(pid).cmdline()):
+                    out.append(pid)
+            except psutil.Error:
                 pass
         return out
 

@@ -13,22 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import alive, kill_pids, wait_for
+from .conftest import kill_pids, pids_with, wait_for
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
-
-
-def pids_with(marker: bytes) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if marker in f.read() and alive(int(name)):
-                        out.append(int(name))
-            except OSError:
-                pass
-    return out
 
 
 @pytest.mark.kernel
@@ -45,7 +32,7 @@ def test_notebooks_pass_nbval_and_leave_nothing_running(tmp_path: Path) -> None:
             env=env, capture_output=True, text=True, timeout=300, cwd=NOTEBOOKS)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert " passed" in proc.stdout
-        wait_for(lambda: not [p for p in pids_with(marker) if p != os.getpid()], 10,
+        wait_for(lambda: not pids_with(marker), 10,
                  "every agent of the notebooks to be gone after nbval's teardown")
     finally:
-        kill_pids([p for p in pids_with(marker) if p != os.getpid()])
+        kill_pids(pids_with(marker))

@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from ..conftest import kill_pids
+from ..conftest import kill_pids, pids_with
 
 AGENTS = Path(__file__).resolve().parents[2] / "notebooks" / "agents"
 TAG_VAR = "RUNSTOP_E2E_TAG"
@@ -48,18 +48,7 @@ def free_port() -> int:
 
 def tagged_pids(tag: str) -> list[int]:
     """Live pids whose environment carries this server's tag (kernels, guards, agents)."""
-    needle = f"{TAG_VAR}={tag}".encode()
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            with open(f"/proc/{proc.pid}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(proc.pid)
-        except (OSError, psutil.Error):
-            continue
-    return found
+    return pids_with(f"{TAG_VAR}={tag}\0".encode())
 
 
 
