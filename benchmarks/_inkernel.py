@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 import runstop_nb
+from runstop_nb._kernelstate import kernel_state
 
 AGENTS = Path(__file__).resolve().parent.parent / "notebooks" / "agents"
 FLOOD = AGENTS / "flood.py"
@@ -83,9 +84,24 @@ def _check_flood_log(path: Path, lines: int) -> bool:
 
 
 def _cpu() -> tuple[float, float]:
-    """CPU seconds of this kernel (all threads) and of its reaped children (and theirs)."""
+    """CPU seconds of this kernel (all threads) and of its reaped children (and theirs).
+
+    Guards are the warden's children, not the kernel's: the warden's own CPU and its
+    reaped children's (each guard, and through the guard's wait, its agent) count too."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime + _warden_cpu()
+
+
+def _warden_cpu() -> float:
+    link = kernel_state().peek("warden")
+    if link is None or not link.pid:
+        return 0.0
+    try:
+        with open(f"/proc/{link.pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in rest[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
 
 
 def capture(mode: str, lines: int, scratch: str) -> dict[str, Any]:
@@ -113,8 +129,8 @@ def capture(mode: str, lines: int, scratch: str) -> dict[str, Any]:
         counted = run.lines
         path = run.log_dir / "stdout.log"
         guard = run._agent.guard if run._agent is not None else None
-        if guard is not None:  # its CPU (and the agent's) counts once it is reaped
-            _poll(lambda: not guard.is_running(), 5, "the guard to be reaped", delay=0.005)
+        if guard is not None:  # its CPU (and the agent's) counts once the warden has reaped it
+            _poll(lambda: guard.current() is None, 5, "the guard to be reaped", delay=0.005)
     else:
         path = Path(scratch) / f"{mode}-{next(_ids)}.log"
         with open(path, "wb") as f:

@@ -90,7 +90,7 @@ def raw_sample(script: str, escalate: bool) -> float:
     return took
 
 
-def runstop_sample(script: str, grace: float) -> tuple[float, float, psutil.Process]:
+def runstop_sample(script: str, grace: float) -> tuple[float, float, object]:
     """run.stop() on the same tree; returns (wall time of stop(), its elapsed_s, guard)."""
     run = runstop_nb.start(["bash", "-c", script], grace=grace)
     guard = run._agent.guard  # type: ignore[union-attr]
@@ -136,7 +136,7 @@ def memory(runs: int = 20) -> None:
     started = [runstop_nb.start(["sleep", "3600"]) for _ in range(runs)]
     try:
         time.sleep(1.0)  # let every guard settle in its select loop
-        infos = [r._agent.guard.memory_full_info() for r in started]  # type: ignore[union-attr]
+        infos = [psutil.Process(r._agent.guard.pid).memory_full_info() for r in started]  # type: ignore[union-attr]
         after = me.memory_full_info()
         print(f"\nguard process per run (median of {runs} idle runs):")
         for field in ("rss", "uss", "pss"):

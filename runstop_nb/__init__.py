@@ -5,19 +5,28 @@ In a notebook: ``%load_ext runstop_nb`` then ``%agent_run -- CMD ...``. From Pyt
     import runstop_nb
     run = runstop_nb.start(["python", "agent.py"], name="reviewer")
     run.stop()          # the whole process tree, verified dead
+
+Layout (docs/ARCHITECTURE.md has the whole picture): the core (``_run``, ``_api``,
+``_launcher`` and its backends, ``_proc``) knows nothing of widgets or SQLite; the history
+(``_history``, ``_recorder``, ``_pastrun``, ``_janitor``) and the UI (``_widget``,
+``_grid``, ``_magics``, ``_cli``) hook into it here, by name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import _recorder
 from ._api import get, runs, start, stop_all
 from ._janitor import reap_orphans
-from ._pastrun import history, load
+from ._kernelstate import kernel_state
+from ._pastrun import PastRun, Records, history, load
+from ._record import RunRecord
 from ._results import StopResult, Survivor
 from ._run import Run
 from .errors import (
     CommandNotFoundError,
+    HistoryError,
     InvalidSpecError,
     NameInUseError,
     RunNotFoundError,
@@ -26,19 +35,24 @@ from .errors import (
     TransitionError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CommandNotFoundError",
+    "HistoryError",
     "InvalidSpecError",
     "NameInUseError",
+    "PastRun",
+    "Records",
     "Run",
     "RunNotFoundError",
+    "RunRecord",
     "RunstopError",
     "StartError",
     "StopResult",
     "Survivor",
     "TransitionError",
+    "__version__",
     "dashboard",
     "get",
     "history",
@@ -48,6 +62,9 @@ __all__ = [
     "start",
     "stop_all",
 ]
+
+_recorder.install()  # every run is recorded in its runs home's history
+kernel_state().hook("display", "runstop_nb._widget:bundle")  # by name: ipywidgets loads on first display
 
 
 def load_ipython_extension(ipython: Any) -> None:

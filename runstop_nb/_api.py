@@ -7,13 +7,19 @@ import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from . import _recorder, _spec
+from . import _spec
 from ._home import run_dir
-from ._launcher import LaunchSpec, launcher_for
+from ._kernelstate import kernel_state
+from ._launcher import NO_GUARD_VAR, Launcher, LaunchSpec
 from ._logs import LogFiles
-from ._registry import registry, supervisor
+from ._proc import procfs
+from ._registry import registry
 from ._results import StopResult
 from ._run import Run
+from ._supervisor import supervisor
+from .errors import StartError
+
+NEW_RUN = "new_run"  # hook event: a run has started (the history records it)
 
 
 def start(
@@ -26,40 +32,55 @@ def start(
     grace: float | None = None,
     shell: bool = False,
     key: str | None = None,
+    containment: str | None = None,
 ) -> Run:
     """Start an agent; return its Run once the agent process is running.
 
     ``cmd`` is a list of arguments, or with ``shell=True`` a string for ``$SHELL -c``.
     ``env`` adds to (a None value removes from) the kernel's environment. ``timeout`` stops
     the run after that many seconds (it ends ``timed_out``); ``grace`` is how long a stop
-    waits between SIGTERM and SIGKILL (default 3 s). Raises InvalidSpecError, StartError
-    (CommandNotFoundError) or NameInUseError, leaving nothing behind.
+    waits between SIGTERM and SIGKILL (default 3 s). ``containment`` (default
+    ``$RUNSTOP_NB_CONTAINMENT``, else ``auto``): ``cgroup`` or ``guard``, see the README.
+    Raises InvalidSpecError, StartError (CommandNotFoundError) or NameInUseError,
+    leaving nothing behind.
     """
-    spec = _spec.build(cmd, name=name, cwd=cwd, env=env, timeout=timeout, grace=grace, shell=shell)
+    spec = _spec.build(cmd, name=name, cwd=cwd, env=env, timeout=timeout, grace=grace, shell=shell,
+                       containment=containment)
     reg = registry()
-    default = _default_name(spec)
-    with reg.reserve(spec.name, default) as chosen:
-        logs = LogFiles(run_dir(spec.id)).create()
+    with reg.reserve(spec.name, _default_name(spec)) as chosen:
+        try:
+            logs = LogFiles(run_dir(spec.id)).create()
+        except OSError as e:
+            raise StartError(f"cannot create the run's log folder ({e.strerror or e}: {e.filename}); "
+                             "check that the runs home is writable, or set RUNSTOP_NB_HOME") from None
         sup = supervisor()
-        run = Run(spec, chosen, logs, sup, key=key)
+        run = Run(spec, chosen, logs, sup, key=key, restart=start)
         launch = LaunchSpec(
-            argv=spec.argv,
-            cwd=spec.cwd,
-            env=spec.agent_env(),
-            logs=logs,
-            cookie=spec.cookie,
-            grace=spec.grace,
-            started_at=run.started_at.timestamp(),
+            run_id=spec.id, argv=spec.argv, cwd=spec.cwd, env=spec.agent_env(), logs=logs,
+            cookie=spec.cookie, grace=spec.grace, started_at=run.started_at.timestamp(),
+            containment=spec.containment,
         )
         try:
-            agent = launcher_for(sup).launch(launch, run._on_agent_event)
+            agent = launcher_for().launch(launch, run.on_agent_event)
         except BaseException:
             shutil.rmtree(logs.dir, ignore_errors=True)  # nothing ran; leave no trace
             raise
         reg.add(run, key)
-    run._attach(agent)
-    _recorder.track(run)  # after _attach, so the first row has the pid; never raises
+    run.attach(agent)
+    kernel_state().fire(NEW_RUN, run)  # the history records it (after attach: the row has the pid)
     return run
+
+
+def launcher_for() -> Launcher:
+    """The guarded local backend on Linux; the direct, degraded one elsewhere (macOS and
+    Windows: the guard and warden read /proc), or when ``RUNSTOP_NB_NO_GUARD=1``."""
+    if hasattr(os, "fork") and procfs.HAVE_PROC and os.environ.get(NO_GUARD_VAR) != "1":
+        from ._local import LocalLauncher
+
+        return LocalLauncher()
+    from ._direct import DirectLauncher
+
+    return DirectLauncher()
 
 
 def _default_name(spec: _spec.RunSpec) -> str:
@@ -91,5 +112,5 @@ def stop_all(grace: float | None = None) -> list[StopResult]:
     live = [r for r in registry().all() if not r.done]
     if not live:
         return []
-    with ThreadPoolExecutor(max_workers=min(16, len(live)), thread_name_prefix="runstop-stop") as pool:
+    with ThreadPoolExecutor(max_workers=min(32, len(live)), thread_name_prefix="runstop-stop") as pool:
         return list(pool.map(lambda r: r.stop(grace), live))

@@ -24,13 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from ._history import db_path, store_for
-from ._home import HOME_VAR
+from ._history import store_for
+from ._home import HOME_VAR, db_path
 from ._janitor import matches, orphans, owner_alive, reap_orphans, stop_tree
-from ._logs import STREAMS, LogFiles, _read
-from ._pastrun import TERMINAL, clock, command_text, elapsed, history, load
+from ._logs import STREAMS, LogFiles, read_range
+from ._pastrun import command_text, elapsed, history, load
 from ._record import RunRecord
 from ._recorder import HOST, POLL
+from ._status import LIVE, TERMINAL, UNSETTLED
+from ._units import clock, size
 from .errors import HistoryError, RunNotFoundError
 
 FOLLOW_EVERY = 0.2  # seconds between reads of new output in `logs -f`
@@ -95,14 +97,6 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
-
-
 def _show(args: argparse.Namespace) -> int:
     run = load(args.id)
     rec = run.record
@@ -116,7 +110,7 @@ def _show(args: argparse.Namespace) -> int:
         ("ended", rec.ended_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if rec.ended_at else "-"),
         ("elapsed", clock(elapsed(rec))), ("pid", str(rec.pid)),
         ("kernel", f"pid {rec.kernel_pid} on {rec.host} ({kernel})"),
-        ("output", f"{run.lines} lines, {_size(run.bytes)}"),
+        ("output", f"{run.lines} lines, {size(run.bytes)}"),
         ("env keys", (", ".join(rec.env_keys) + " (values are not recorded)") if rec.env_keys else "-"),
         ("logs", str(run.log_dir)),
     ]
@@ -137,19 +131,19 @@ def _logs(args: argparse.Namespace) -> int:
     files = LogFiles(Path(rec.log_dir))
     out = sys.stdout.buffer
     offsets = dict.fromkeys(STREAMS, 0)
-    for stream, off, n in files._chunks():  # what exists, interleaved as it appeared
+    for stream, off, n in files.chunks():  # what exists, interleaved as it appeared
         if args.stream in ("both", stream):
-            out.write(_read(files.path(stream), off, n))
+            out.write(read_range(files.path(stream), off, n))
         offsets[stream] = off + n
     out.flush()
     if not args.follow:
         return 0
     streams = STREAMS if args.stream == "both" else (args.stream,)
     next_check = time.monotonic() + 1.0
-    ended = rec.status not in ("running", "stopping", "orphaned")
+    ended = rec.status not in UNSETTLED
     while True:
         for stream in streams:  # after the end, one last read catches the final bytes
-            data = _read(files.path(stream), offsets[stream], None)
+            data = read_range(files.path(stream), offsets[stream], None)
             if data:
                 out.write(data)
                 offsets[stream] += len(data)
@@ -159,7 +153,7 @@ def _logs(args: argparse.Namespace) -> int:
         time.sleep(FOLLOW_EVERY)
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 1.0
-            ended = load(rec.id).status not in ("running", "stopping", "orphaned")
+            ended = load(rec.id).status not in UNSETTLED
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -167,7 +161,7 @@ def _stop(args: argparse.Namespace) -> int:
         print("runstop: give run ids, or --all", file=sys.stderr)
         return 2
     if args.all:
-        records = list(history(limit=None, status=["running", "stopping", "orphaned"]))
+        records = list(history(limit=None, status=list(UNSETTLED)))
         if not records:
             print("no live runs recorded here")
             return 0
@@ -195,11 +189,11 @@ def _stop_one(rec: RunRecord, grace: float | None) -> tuple[bool, str]:
         return result.stopped, f"{result} (its kernel was dead; stopped by cookie)"
     if rec.host != HOST:
         return False, f"{label}: runs on host {rec.host}; run `runstop stop {rec.id}` there"
-    store.request_stop(rec.id)
+    store.request_stop(rec.id, grace)
     deadline = time.monotonic() + g + POLL + KERNEL_ACTS_WITHIN
     while time.monotonic() < deadline:
         now = load(rec.id)
-        if now.status not in ("running", "stopping"):
+        if now.status not in LIVE:
             if now.status in TERMINAL and now.last_stop is not None:
                 return now.last_stop.stopped, f"{now.last_stop} (stopped by its kernel, pid {rec.kernel_pid})"
             if now.status in TERMINAL:

@@ -24,18 +24,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._home import HOME_VAR
+from ._kernelstate import kernel_state
 from ._record import RunRecord, record_from_row
-from ._registry import kernel_state
+from ._status import LIVE
 from .errors import HistoryError
 
 log = logging.getLogger("runstop_nb")
 T = TypeVar("T")
-DB_NAME = "history.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_MS = 5000  # a writer waits this long for another kernel's write before giving up
 MAX_OPEN_STORES = 8  # databases kept open per process (each test has its own runs home)
-LIVE = ("running", "stopping")  # recorded statuses of a run that has not ended
+_LIVE_SQL = ", ".join(f"'{s}'" for s in LIVE)  # recorded statuses of a run that has not ended
 
 # (name, SQL type). A row is always written whole, except stop_requested, which only the
 # CLI sets (`runstop stop` on a live kernel's run) and the owning kernel polls.
@@ -73,23 +72,22 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("stop_swept", "INTEGER"),
     ("stop_elapsed_s", "REAL"),
     ("stop_error", "TEXT"),
+    ("stop_verified_by", "TEXT"),  # what established the tree was dead: subreaper, cgroup, scan
+    ("stop_cause", "TEXT"),  # why it was stopped: user, timeout, budget, kernel_gone, ...
+    ("stop_note", "TEXT"),
+    ("containment", "TEXT"),  # cgroup, guard or none
+    ("cgroup", "TEXT"),  # the run's cgroup v2 folder, when it had one
     ("updated_at", "REAL NOT NULL"),
     ("stop_requested", "REAL"),
+    ("stop_request_grace", "REAL"),  # the grace `runstop stop --grace` asked for, else NULL
 )
 NAMES = tuple(name for name, _ in COLUMNS)
+_CLI_ONLY = ("stop_requested", "stop_request_grace")  # never part of the kernel's whole-row writes
+_ROW = tuple(n for n in NAMES if n not in _CLI_ONLY)
 _UPSERT = (
-    f"INSERT INTO runs ({', '.join(NAMES[:-1])}) VALUES ({', '.join('?' * (len(NAMES) - 1))}) "
-    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{n}=excluded.{n}' for n in NAMES[1:-1])}"
+    f"INSERT INTO runs ({', '.join(_ROW)}) VALUES ({', '.join('?' * len(_ROW))}) "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{n}=excluded.{n}' for n in _ROW[1:])}"
 )
-
-
-def home_path() -> Path:
-    """The runs home's path, without creating it (the CLI must not litter a folder)."""
-    return Path(os.environ.get(HOME_VAR) or Path.cwd() / ".runstop").absolute()
-
-
-def db_path(home: Path | None = None) -> Path:
-    return (home or home_path()) / DB_NAME
 
 
 # -- sqlite error kinds (extended result codes: the low byte is the primary code) --------
@@ -267,7 +265,7 @@ class Store:
     # -- operations -----------------------------------------------------------------------
 
     def upsert(self, row: dict[str, Any]) -> None:
-        self.call(lambda c: c.execute(_UPSERT, [row.get(n) for n in NAMES[:-1]]))
+        self.call(lambda c: c.execute(_UPSERT, [row.get(n) for n in _ROW]))
 
     def select(self, where: str = "", params: Iterable[Any] = (), limit: int | None = None) -> list[RunRecord]:
         sql = f"SELECT * FROM runs {('WHERE ' + where) if where else ''} ORDER BY started_at DESC"
@@ -283,26 +281,29 @@ class Store:
         """Update a run that is still recorded live; False if it had ended meanwhile."""
         fields = {**fields, "updated_at": time.time()}
         sets = ", ".join(f"{k}=?" for k in fields)
-        sql = f"UPDATE runs SET {sets} WHERE id=? AND status IN ('running', 'stopping')"
+        sql = f"UPDATE runs SET {sets} WHERE id=? AND status IN ({_LIVE_SQL})"
         return bool(self.call(lambda c: c.execute(sql, [*fields.values(), run_id]).rowcount))
 
-    def request_stop(self, run_id: str) -> None:
-        self.call(lambda c: c.execute("UPDATE runs SET stop_requested=? WHERE id=?", (time.time(), run_id)))
+    def request_stop(self, run_id: str, grace: float | None = None) -> None:
+        """Ask the run's kernel to stop it (``runstop stop``), with this grace if given."""
+        self.call(lambda c: c.execute("UPDATE runs SET stop_requested=?, stop_request_grace=? WHERE id=?",
+                                      (time.time(), grace, run_id)))
 
-    def stop_requests(self, ids: Iterable[str]) -> list[str]:
+    def stop_requests(self, ids: Iterable[str]) -> dict[str, float | None]:
+        """The runs among ``ids`` that ``runstop stop`` asked to stop, with the grace asked for."""
         wanted = list(ids)
         if not wanted:
-            return []
-        sql = f"SELECT id FROM runs WHERE stop_requested IS NOT NULL AND id IN ({', '.join('?' * len(wanted))})"
-        return [r["id"] for r in self.call(lambda c: c.execute(sql, wanted).fetchall())]
+            return {}
+        sql = (f"SELECT id, stop_request_grace FROM runs WHERE stop_requested IS NOT NULL "
+               f"AND id IN ({', '.join('?' * len(wanted))})")
+        return {r["id"]: r["stop_request_grace"] for r in self.call(lambda c: c.execute(sql, wanted).fetchall())}
 
 
 def store_for(path: Path, *, fallback: bool = True) -> Store:
     """This process's Store for ``path`` (kept in the reload-proof kernel state)."""
     state = kernel_state()
+    stores: dict[Path, Store] = state.service("history_stores", dict)
     with state.lock:
-        stores: dict[Path, Store] = getattr(state, "history_stores", None) or {}
-        state.history_stores = stores
         store = stores.pop(path, None) or Store(path, fallback=fallback)
         stores[path] = store  # most recently used last
         # Close the least recently used files; a memory store is kept (its rows exist nowhere else).

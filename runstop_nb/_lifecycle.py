@@ -17,27 +17,13 @@ from __future__ import annotations
 
 from enum import Enum
 
+from ._status import TERMINAL as _TERMINAL_NAMES
+from ._status import RunStatus
 from .errors import TransitionError
 
 
-class RunStatus(str, Enum):
-    RUNNING = "running"  # the agent started and its tree may be alive
-    STOPPING = "stopping"  # a stop or timeout began; the tree is not yet verified dead
-    COMPLETED = "completed"  # the root exited 0 and its tree is dead
-    FAILED = "failed"  # the root exited non-zero (or by a signal nobody asked for)
-    CANCELLED = "cancelled"  # stopped by a user or by cleanup; the tree is dead
-    TIMED_OUT = "timed_out"  # its timeout elapsed and the tree was stopped
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
 class Event(str, Enum):
-    STOP = "stop"  # a user, stop_all or cleanup asked the run to stop
+    STOP = "stop"  # a user, stop_all, a budget or cleanup asked the run to stop
     TIMEOUT = "timeout"  # the run's timeout elapsed
     RETRY_STOP = "retry_stop"  # a stop is attempted again after one left survivors
     EXITED_OK = "exited_ok"  # root exited 0 and the tree is dead
@@ -46,9 +32,7 @@ class Event(str, Enum):
     TIMED_OUT = "timed_out"  # the tree is dead after a timeout stop
 
 
-TERMINAL = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
-)
+TERMINAL = frozenset(RunStatus(name) for name in _TERMINAL_NAMES)
 
 _S, _E = RunStatus, Event
 TRANSITIONS: dict[tuple[RunStatus, Event], RunStatus] = {

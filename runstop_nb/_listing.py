@@ -6,17 +6,14 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from ._units import clock
+
 COLUMNS = ("name", "id", "status", "pid", "elapsed", "exit", "lines", "log")
-
-
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 def row(run: Any) -> tuple[str, ...]:
     exit_ = "" if run.returncode is None or not run.done else str(run.returncode)
-    return (run.name, run.id, run.status, str(run.pid or ""), _clock(run.elapsed), exit_,
+    return (run.name, run.id, run.status, str(run.pid or ""), clock(run.elapsed), exit_,
             f"{run.lines:,}", str(run.log_dir))
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _terminal
+from . import _terminal, _units
 
 STREAMS = ("stdout", "stderr")
 _TAG = {"stdout": b"o", "stderr": b"e"}
@@ -61,7 +61,7 @@ class LogFiles:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return self
 
-    def _chunks(self) -> Iterator[tuple[str, int, int]]:
+    def chunks(self) -> Iterator[tuple[str, int, int]]:
         """(stream, offset, length) in the order the kernel saw them, then any remainder."""
         offsets = {"stdout": 0, "stderr": 0}
         sizes = {s: _file_size(self.path(s)) for s in STREAMS}
@@ -84,8 +84,8 @@ class LogFiles:
     def read_bytes(self, stream: str = "both") -> bytes:
         """All bytes of one stream, or of both interleaved as they appeared."""
         if stream != "both":
-            return _read(self.path(stream), 0, None)
-        return b"".join(_read(self.path(s), off, n) for s, off, n in self._chunks())
+            return read_range(self.path(stream), 0, None)
+        return b"".join(read_range(self.path(s), off, n) for s, off, n in self.chunks())
 
     def output(self, stream: str = "both") -> str:
         """What the agent wrote, decoded (``stream``: both, stdout or stderr)."""
@@ -99,8 +99,8 @@ class LogFiles:
             return ""
         parts: list[bytes] = []
         newlines = 0
-        for stream, off, length in reversed(list(self._chunks())):
-            data = _read(self.path(stream), off, length)
+        for stream, off, length in reversed(list(self.chunks())):
+            data = read_range(self.path(stream), off, length)
             parts.append(data)
             newlines += data.count(b"\n")
             if newlines > n:
@@ -110,15 +110,6 @@ class LogFiles:
         return "\n".join(lines) + ("\n" if lines and text.endswith("\n") else "")
 
 
-def _human(nbytes: int) -> str:
-    size = float(nbytes)
-    for unit in ("B", "KB", "MB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
-
-
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -126,7 +117,7 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _read(path: Path, offset: int, length: int | None) -> bytes:
+def read_range(path: Path, offset: int, length: int | None) -> bytes:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -169,7 +160,7 @@ class TailBuffer:
         with self._lock:
             self._pending[stream] = ""
             self.omitted += nbytes
-            self._lines.append((stream, f"\x1b[2m… {_human(nbytes)} not shown here (the log has it all) …\x1b[0m"))
+            self._lines.append((stream, f"\x1b[2m… {_units.size(nbytes)} not shown here (the log has it all) …\x1b[0m"))
             self.version += 1
 
     def lines(self, n: int | None = None) -> list[tuple[str, str]]:

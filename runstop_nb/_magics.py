@@ -11,6 +11,7 @@ import hashlib
 import re
 import shlex
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
@@ -256,7 +257,10 @@ class AgentMagics(Magics):
                     errors.append(str(e))
                     if views is not None:
                         views[i].failed_to_start(str(e))
-        registry().keys.update({jobs[i][2]: r.id for i, r in enumerate(slots) if r is not None})
+        reg = registry()
+        for i, slot in enumerate(slots):
+            if slot is not None:
+                reg.bind_key(jobs[i][2], slot)
         started = [r for r in slots if r is not None]
         if errors and not started:
             raise UsageError("; ".join(errors))
@@ -378,15 +382,16 @@ def _age(run: Run) -> str:
 
 
 def load(ipython: Any) -> None:
-    """%load_ext runstop_nb: register the magics; report orphaned agents from dead kernels."""
+    """%load_ext runstop_nb: register the magics; report orphaned agents from dead kernels;
+    start this kernel's warden in the background, so the first run does not wait for it."""
     ipython.register_magics(AgentMagics)
-    try:
-        from ._janitor import load_report
-    except ImportError:
-        return
+    from ._janitor import load_report
+    from ._local import start_warden_early
+
     message = load_report()
     if message:
         print(message)
+    threading.Thread(target=start_warden_early, name="runstop-warden-start", daemon=True).start()
 
 
 def unload(ipython: Any) -> None:

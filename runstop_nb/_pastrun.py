@@ -14,33 +14,42 @@ their recorded status: their kernel cannot be checked from here.
 from __future__ import annotations
 
 import codecs
+import json
 import shlex
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._history import LIVE, Store, db_path, store_for
+from ._history import Store, store_for
+from ._home import db_path
 from ._janitor import owner_alive, scan
-from ._logs import STREAMS, LogFiles, TailBuffer, _read
+from ._logs import STREAMS, LogFiles, TailBuffer, read_range
+from ._proc.guard import VERDICT_FILE
 from ._record import RunRecord
 from ._recorder import HOST, flush
 from ._results import StopResult
+from ._status import JUDGED, LIVE, STATUSES, TERMINAL
+from ._units import clock
 from .errors import HistoryError, InvalidSpecError, NameInUseError, RunNotFoundError
 
 if TYPE_CHECKING:
     from ._run import Run
 
-TERMINAL = ("completed", "failed", "cancelled", "timed_out")
-STATUSES = ("running", "stopping", *TERMINAL, "lost", "orphaned")
 TAIL_LINES = 200  # display lines a past run's buffer holds, as an ended Run keeps
 
 
 def judge(records: list[RunRecord]) -> list[RunRecord]:
-    """Records, with runs recorded live whose kernel is gone shown as lost or orphaned."""
+    """Records, with runs recorded live whose kernel is gone shown as they really ended.
+
+    The guard leaves its verdict in the run's log folder, so a run whose kernel died
+    mid-run reads as ``cancelled`` (its kernel went away; the guard stopped the tree) or
+    as ``completed``/``failed`` (it ended first), with its stop result. Without a verdict
+    it is ``orphaned`` while processes carrying its cookie live, else ``lost``.
+    """
     live_cookies: set[str] | None = None
     owners: dict[tuple[int, float], bool] = {}
     out = []
@@ -52,16 +61,38 @@ def judge(records: list[RunRecord]) -> list[RunRecord]:
             if not owners[owner]:
                 if live_cookies is None:
                     live_cookies = {t.cookie for t in scan()}  # one /proc pass for all rows
-                rec = replace(rec, status="orphaned" if rec.cookie in live_cookies else "lost")
+                if rec.cookie in live_cookies:
+                    rec = replace(rec, status="orphaned")
+                else:
+                    rec = from_verdict(rec) or replace(rec, status="lost")
         out.append(rec)
     return out
 
 
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+def from_verdict(rec: RunRecord) -> RunRecord | None:
+    """The record as its guard's (or the warden's) verdict file tells its end; None without one."""
+    try:
+        body = json.loads((Path(rec.log_dir) / VERDICT_FILE).read_text())
+        cause = str(body["cause"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    returncode = body.get("returncode")
+    ended = datetime.fromtimestamp(float(body.get("ended_at") or time.time()), timezone.utc)
+    if cause == "exit":
+        status = "completed" if returncode == 0 else "failed"
+        return replace(rec, status=status, returncode=returncode, ended_at=ended)
+    stop_cause = {"kernel": "kernel_gone", "guard_lost": "guard_lost"}.get(cause, "user")
+    error = {"kernel_gone": "its kernel went away; its guard stopped the tree",
+             "guard_lost": "its guard process died; the warden stopped the tree"}.get(stop_cause)
+    survivors = json.dumps([list(s) for s in body.get("survivors", ())])
+    return replace(
+        rec, status="cancelled", returncode=returncode, ended_at=ended, error=rec.error or error,
+        stop_reason="stopped" if body.get("dead") else "unkillable", stop_stopped=bool(body.get("dead")),
+        stop_prior_status=rec.recorded_status, stop_status="cancelled", stop_escalated=bool(body.get("escalated")),
+        stop_unkillable=survivors, stop_signalled=int(body.get("signalled") or 0), stop_swept=int(body.get("swept") or 0),
+        stop_elapsed_s=float(body.get("elapsed_s") or 0.0), stop_error=None,
+        stop_verified_by=str(body.get("verified_by") or ""), stop_cause=stop_cause, stop_note=body.get("note") or None,
+    )
 
 
 def command_text(rec: RunRecord) -> str:
@@ -141,10 +172,11 @@ def history(limit: int | None = 50, name: str | None = None, status: str | Itera
         where.append("name = ?")
         params.append(name)
     if wanted is not None:
-        recorded = wanted - {"lost", "orphaned"} | (set(LIVE) if wanted & {"lost", "orphaned"} else set())
+        # A row recorded live may judge to lost, orphaned or (from its guard's verdict) terminal.
+        recorded = wanted - set(JUDGED) | (set(LIVE) if wanted & {*JUDGED, *TERMINAL} else set())
         where.append(f"status IN ({', '.join('?' * len(recorded))})")
         params.extend(sorted(recorded))
-    exact = wanted is None or not (wanted & {"running", "stopping", "lost", "orphaned"})
+    exact = wanted is None
     records = judge(_select(_store(), " AND ".join(where), params, limit if exact else None))
     if wanted is not None:
         records = [r for r in records if r.status in wanted]
@@ -211,7 +243,7 @@ class PastRun:
         if self._counts is None:  # recorded before its last output (e.g. its kernel died): count the logs
             lines = size = 0
             for stream in STREAMS:
-                data = _read(self._logs.path(stream), 0, None)
+                data = read_range(self._logs.path(stream), 0, None)
                 size += len(data)
                 lines += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
             self._counts = (lines, size)
@@ -231,8 +263,8 @@ class PastRun:
         if self._buffer is None:
             picked: list[tuple[str, bytes]] = []
             newlines = 0
-            for stream, off, n in reversed(list(self._logs._chunks())):
-                data = _read(self._logs.path(stream), off, n)
+            for stream, off, n in reversed(list(self._logs.chunks())):
+                data = read_range(self._logs.path(stream), off, n)
                 picked.append((stream, data))
                 newlines += data.count(b"\n")
                 if newlines > TAIL_LINES:
@@ -302,9 +334,12 @@ class PastRun:
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
         """In a notebook, a past run displays as a read-only run widget (with Rerun)."""
-        from ._widget import bundle
+        from ._kernelstate import kernel_state
 
-        return bundle(self, readonly=True)
+        for bundle in kernel_state().fire("display", self):
+            if bundle:
+                return dict(bundle)
+        return {"text/plain": repr(self)}
 
     def __repr__(self) -> str:
         extra = f" exit={self.returncode}" if self.returncode is not None else ""

@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._results import StopResult, Survivor
+from ._status import STOP_CAUSES, STOP_REASONS, StopCause
 
 STOP_COLUMNS = ("stop_stopped", "stop_reason", "stop_prior_status", "stop_status", "stop_escalated",
-                "stop_unkillable", "stop_signalled", "stop_swept", "stop_elapsed_s", "stop_error")
+                "stop_unkillable", "stop_signalled", "stop_swept", "stop_elapsed_s", "stop_error",
+                "stop_verified_by", "stop_cause", "stop_note")
 
 
 @dataclass(frozen=True)
@@ -64,19 +66,27 @@ class RunRecord:
     stop_swept: int | None = None
     stop_elapsed_s: float | None = None
     stop_error: str | None = None
+    stop_verified_by: str | None = None
+    stop_cause: str | None = None
+    stop_note: str | None = None
+    containment: str | None = None
+    cgroup: str | None = None
 
     @property
     def last_stop(self) -> StopResult | None:
         """The last stop's result, as ``Run.last_stop`` had it, or None."""
-        if self.stop_reason is None:
+        reason = next((r for r in STOP_REASONS if r == self.stop_reason), None)
+        if reason is None:
             return None
         survivors = tuple(Survivor(int(p), str(s), str(n)) for p, s, n in json.loads(self.stop_unkillable or "[]"))
+        cause: StopCause = next((c for c in STOP_CAUSES if c == self.stop_cause), "user")
         return StopResult(
-            run_id=self.id, name=self.name, stopped=bool(self.stop_stopped), reason=self.stop_reason,
+            run_id=self.id, name=self.name, stopped=bool(self.stop_stopped), reason=reason,
             prior_status=self.stop_prior_status or "", status=self.stop_status or "",
             escalated=bool(self.stop_escalated), unkillable=survivors,
             signalled=self.stop_signalled or 0, swept=self.stop_swept or 0,
             elapsed_s=self.stop_elapsed_s or 0.0, error=self.stop_error,
+            verified_by=self.stop_verified_by or "", cause=cause, note=self.stop_note,
         )
 
 
@@ -105,6 +115,8 @@ def record_from_row(row: sqlite3.Row) -> RunRecord:
         stop_escalated=None if row["stop_escalated"] is None else bool(row["stop_escalated"]),
         stop_unkillable=row["stop_unkillable"], stop_signalled=row["stop_signalled"],
         stop_swept=row["stop_swept"], stop_elapsed_s=row["stop_elapsed_s"], stop_error=row["stop_error"],
+        stop_verified_by=row["stop_verified_by"], stop_cause=row["stop_cause"], stop_note=row["stop_note"],
+        containment=row["containment"], cgroup=row["cgroup"],
     )
 
 
@@ -118,4 +130,5 @@ def stop_columns(stop: StopResult | None) -> dict[str, Any]:
         "stop_unkillable": json.dumps([[s.pid, s.status, s.name] for s in stop.unkillable]),
         "stop_signalled": stop.signalled, "stop_swept": stop.swept,
         "stop_elapsed_s": stop.elapsed_s, "stop_error": stop.error,
+        "stop_verified_by": stop.verified_by, "stop_cause": stop.cause, "stop_note": stop.note,
     }

@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
-from ._history import DB_NAME, store_for
+from ._api import NEW_RUN
+from ._history import store_for
+from ._home import DB_NAME
+from ._kernelstate import kernel_state
 from ._record import stop_columns
-from ._registry import kernel_state
+from ._spec import owner_marker
 from ._threads import forever
 
 if TYPE_CHECKING:
@@ -43,11 +44,12 @@ _identity: tuple[int, float] | None = None
 
 
 def kernel_identity() -> tuple[int, float]:
-    """This process's pid and create time, as RUNSTOP_NB_OWNER writes them (``%.3f``)."""
+    """This process's pid and start time, exactly as RUNSTOP_NB_OWNER writes them."""
     global _identity
     pid = os.getpid()
     if _identity is None or _identity[0] != pid:  # a forked child is another owner
-        _identity = (pid, round(psutil.Process(pid).create_time(), 3))
+        text_pid, _, start = owner_marker().partition(":")
+        _identity = (int(text_pid), float(start))
     return _identity
 
 
@@ -59,8 +61,8 @@ def db_of(run: Run) -> Path:
 def run_row(run: Run) -> dict[str, Any]:
     """The run's whole history row, as of now."""
     spec = run.spec
-    with run._state_lock:  # status, returncode and ended_at change together
-        status, returncode, ended = run.status, run.returncode, run.ended_at
+    state = run.state()  # status, returncode and ended_at change together
+    status, returncode, ended = state.status, state.returncode, state.ended_at
     kernel_pid, kernel_ctime = kernel_identity()
     env = spec.env_overrides
     command = spec.command if isinstance(spec.command, str) else list(spec.command)
@@ -71,10 +73,11 @@ def run_row(run: Run) -> dict[str, Any]:
         "cwd": run.cwd,
         "env_keys": json.dumps(sorted(k for k, v in env.items() if v is not None)),
         "env_unset": json.dumps(sorted(k for k, v in env.items() if v is None)),
-        "timeout": spec.timeout, "grace": spec.grace, "pid": run.pid, "error": run.error,
+        "timeout": spec.timeout, "grace": spec.grace, "pid": state.pid, "error": state.error,
         "kernel_pid": kernel_pid, "kernel_ctime": kernel_ctime, "host": HOST, "cookie": spec.cookie,
         "log_dir": str(run.log_dir), "lines": run.lines, "bytes": run.bytes,
-        **stop_columns(run.last_stop), "updated_at": time.time(),
+        "containment": state.containment, "cgroup": state.cgroup,
+        **stop_columns(state.last_stop), "updated_at": time.time(),
     }
 
 
@@ -180,14 +183,15 @@ class Recorder:
             if not store.exists():
                 continue
             try:
-                wanted = set(store.stop_requests(r.id for r in runs)) - self._asked
+                wanted = {i: g for i, g in store.stop_requests(r.id for r in runs).items() if i not in self._asked}
             except Exception as e:
                 log.debug("runstop_nb: could not read stop requests from %s: %s", path, e)
                 continue
             for run in runs:
                 if run.id in wanted:
                     self._asked.add(run.id)
-                    threading.Thread(target=run.stop, name=f"runstop-cli-stop-{run.name}", daemon=True).start()
+                    threading.Thread(target=run.stop_for, args=("cli", wanted[run.id]),
+                                     name=f"runstop-cli-stop-{run.name}", daemon=True).start()
 
     def _refresh_counts(self) -> None:
         with self._cond:
@@ -197,16 +201,20 @@ class Recorder:
                 self._write(run)
 
 
+def _new_recorder() -> Recorder:
+    rec = Recorder()
+    atexit.register(rec.flush)  # a normal exit writes what is pending
+    return rec
+
+
 def recorder() -> Recorder:
     """This kernel's recorder (kept in the reload-proof kernel state)."""
-    state = kernel_state()
-    with state.lock:
-        rec: Recorder | None = getattr(state, "history_recorder", None)
-        if rec is None or not rec.alive:
-            rec = Recorder()
-            state.history_recorder = rec
-            atexit.register(rec.flush)  # a normal exit writes what is pending
-        return rec
+    return kernel_state().service("recorder", _new_recorder, lambda r: r.alive)
+
+
+def install() -> None:
+    """Record every run this kernel starts (idempotent; called on import of runstop_nb)."""
+    kernel_state().hook(NEW_RUN, f"{__name__}:track")
 
 
 def track(run: Run) -> None:
@@ -219,6 +227,6 @@ def track(run: Run) -> None:
 
 def flush(timeout: float = WRITE_WAIT) -> None:
     """Wait (at most ``timeout``) until this kernel's pending history writes have landed."""
-    rec: Recorder | None = getattr(kernel_state(), "history_recorder", None)
+    rec: Recorder | None = kernel_state().peek("recorder")
     if rec is not None and rec.alive:
         rec.flush(timeout)

@@ -1,78 +1,45 @@
 """The kernel-wide registry of runs, kept where module reloads cannot reach it.
 
-``%autoreload`` empties a module's namespace before reloading it, and ``importlib.reload``
-re-runs it, so a registry in a module global would be lost or duplicated. The registry
-and the supervisor therefore live on a plain module object stored in ``sys.modules``
-under a name that no file backs (``_runstop_nb_kernel_state``): reloaders skip it, and
-every version of runstop_nb's code finds the same one. A forked child (its pid differs)
-gets a fresh one, since threads do not survive fork.
+It lives in the kernel state (``_kernelstate``), so ``%autoreload`` and
+``importlib.reload`` of runstop_nb's modules never lose or duplicate a run, and a forked
+child starts with an empty one.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._kernelstate import kernel_state
 from .errors import NameInUseError, RunNotFoundError
 
 if TYPE_CHECKING:
     from ._run import Run
-    from ._supervisor import Supervisor
-
-_STATE = "_runstop_nb_kernel_state"
-_create_lock = threading.Lock()
 
 
-def kernel_state() -> Any:
-    """The per-process state object: ``registry``, ``supervisor``, ``lock``."""
-    state = sys.modules.get(_STATE)
-    if state is not None and getattr(state, "pid", None) == os.getpid():
-        return state
-    with _create_lock:
-        state = sys.modules.get(_STATE)
-        if state is None or getattr(state, "pid", None) != os.getpid():
-            state = types.ModuleType(_STATE, "runstop_nb's per-kernel state (not a real module)")
-            state.pid = os.getpid()  # type: ignore[attr-defined]
-            state.lock = threading.RLock()  # type: ignore[attr-defined]
-            state.registry = Registry()  # type: ignore[attr-defined]
-            state.supervisor = None  # type: ignore[attr-defined]
-            sys.modules[_STATE] = state
-    return state
+MIN_PREFIX = 4  # characters of an id prefix that may name a run
 
 
 def registry() -> Registry:
-    reg: Registry = kernel_state().registry
-    return reg
-
-
-def supervisor() -> Supervisor:
-    from ._supervisor import Supervisor
-
-    state = kernel_state()
-    with state.lock:
-        if state.supervisor is None or not state.supervisor.alive:
-            state.supervisor = Supervisor()
-        sup: Supervisor = state.supervisor
-        return sup
+    """This kernel's registry."""
+    return kernel_state().service("registry", Registry)
 
 
 class Registry:
     """All runs of this kernel, live and ended, in start order. Thread-safe.
 
     Names are unique among live runs; an ended run's name can be reused.
-    ``keys`` maps a caller's key (the notebook cell and position) to a run id.
+    A key (the notebook cell and position of an unnamed agent) maps to the run started
+    there, so re-running the cell finds it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._runs: dict[str, Run] = {}
         self._reserved: set[str] = set()
-        self.keys: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
 
     def _live_names(self) -> set[str]:
         return {r.name for r in self._runs.values() if not r.done} | self._reserved
@@ -103,7 +70,12 @@ class Registry:
         with self._lock:
             self._runs[run.id] = run
             if key is not None:
-                self.keys[key] = run.id
+                self._keys[key] = run.id
+
+    def bind_key(self, key: str, run: Run) -> None:
+        """From now on, ``by_key(key)`` finds ``run``."""
+        with self._lock:
+            self._keys[key] = run.id
 
     def all(self) -> list[Run]:
         with self._lock:
@@ -111,7 +83,7 @@ class Registry:
 
     def by_key(self, key: str) -> Run | None:
         with self._lock:
-            run_id = self.keys.get(key)
+            run_id = self._keys.get(key)
             return self._runs.get(run_id) if run_id else None
 
     def get(self, name_or_id: str) -> Run:
@@ -126,7 +98,7 @@ class Registry:
                 live = [r for r in named if not r.done]
                 return (live or named)[-1]
             prefixed = [r for r in self._runs.values() if r.id.startswith(name_or_id)]
-            if len(prefixed) == 1 and len(name_or_id) >= 4:
+            if len(prefixed) == 1 and len(name_or_id) >= MIN_PREFIX:
                 return prefixed[0]
         raise RunNotFoundError(
             f"no run named {name_or_id!r} in this kernel; runstop_nb.runs() or %agent_ls lists runs"

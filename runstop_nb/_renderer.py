@@ -1,13 +1,13 @@
 """The renderer: one thread that repaints every displayed run widget, at most 10 times a second.
 
-Widget traffic is the expensive part of streaming (FACTS.md: 2,000 ``append_stdout``
+Widget traffic is the expensive part of streaming (docs/platform.md: 2,000 ``append_stdout``
 calls sent 217 MB), so widgets never update on output events. Instead this thread asks
 each widget to ``refresh()`` every ``FRAME`` seconds; a widget sends state only for
 what changed since its last frame. So a run costs at most 10 output updates per second,
 each bounded by the widget's tail window, however fast the agent writes.
 
 One thread, not the kernel's event loop: asyncio tasks get no ticks while a synchronous
-cell runs (FACTS.md), and a thread keeps streaming through ``%agent_run --wait``.
+cell runs (docs/platform.md), and a thread keeps streaming through ``%agent_run --wait``.
 Widgets are written from this thread and from click handlers on the main thread, always
 under ``UI_LOCK``, since ipywidgets' own bookkeeping is not thread-safe.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from ._registry import kernel_state
+from ._kernelstate import kernel_state
 from ._threads import forever
 
 log = logging.getLogger("runstop_nb")
@@ -88,24 +88,12 @@ class Renderer:
         self._poke.set()
 
 
-UI_LOCK_NAME = "ui_lock"
-
-
-def ui_lock() -> Any:
+def ui_lock() -> threading.RLock:
     """The kernel-wide lock every widget write holds (kept across module reloads)."""
-    state = kernel_state()
-    with state.lock:
-        if not hasattr(state, UI_LOCK_NAME):
-            state.ui_lock = threading.RLock()
-        return state.ui_lock
+    lock: threading.RLock = kernel_state().service("ui_lock", threading.RLock)
+    return lock
 
 
 def renderer() -> Renderer:
-    state = kernel_state()
-    with state.lock:
-        current = getattr(state, "renderer", None)
-        if current is None or not current.alive:
-            current = Renderer()
-            state.renderer = current
-        r: Renderer = current
-        return r
+    """This kernel's renderer thread (started on first use, again if it died)."""
+    return kernel_state().service("renderer", Renderer, lambda r: r.alive)

@@ -1,4 +1,10 @@
-"""A run: one agent's process tree, its status, and its logs."""
+"""A run: one agent's process tree, its status, and its logs.
+
+A run knows nothing of widgets or history. It announces every status change to its
+listeners (the recorder and the UI subscribe), displays itself through the kernel
+state's ``display`` hook (the UI registers it), and is re-run through the function that
+started it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._lifecycle import Event, RunStatus, next_status
+import psutil
+
+from ._kernelstate import kernel_state
+from ._lifecycle import Event, next_status
 from ._logs import LineCounter, LiveTail, LogFiles, TailBuffer
-from ._results import StopResult
+from ._proc.ladder import Verdict
+from ._results import StopResult, Survivor
 from ._spec import RunSpec, check_seconds
+from ._status import RunStatus, StopCause, StopReason
+from ._units import clock
 
 if TYPE_CHECKING:
     from ._launcher import Agent
@@ -25,16 +38,31 @@ ENDED_TAIL_LINES = 200  # display lines kept in memory once a run has ended
 FIRST_OUTPUT_WINDOW = 3.0  # seconds a new run's logs are polled every 10 ms, until it writes
 
 
+@dataclass(frozen=True)
+class RunState:
+    """A consistent snapshot of a run's changing fields (status and exit move together)."""
+
+    status: str
+    returncode: int | None
+    ended_at: datetime | None
+    pid: int | None
+    error: str | None
+    last_stop: StopResult | None
+    containment: str
+    cgroup: str | None
+
+
 class Run:
     """One agent started by :func:`runstop_nb.start`.
 
     ``status`` is one of running, stopping, completed, failed, cancelled, timed_out.
     ``returncode`` is None while the root runs (and if it was never known, e.g. its guard
-    died); negative values are signals, as in :mod:`subprocess`.
+    died); negative values are signals, as in :mod:`subprocess`. ``containment`` says what
+    holds its tree: ``cgroup``, ``guard`` or ``none``.
     """
 
     def __init__(self, spec: RunSpec, name: str, logs: LogFiles, supervisor: Supervisor,
-                 key: str | None = None) -> None:
+                 key: str | None = None, restart: Callable[..., Run] | None = None) -> None:
         self.spec = spec
         self.id = spec.id
         self.name = name
@@ -46,6 +74,8 @@ class Run:
         self.log_dir: Path = logs.dir
         self.pid: int | None = None
         self.returncode: int | None = None
+        self.containment = "none"
+        self.cgroup: str | None = None  # the run's cgroup folder, when it has one
         self.started_at = datetime.now(timezone.utc)
         self.ended_at: datetime | None = None
         self.error: str | None = None  # why a run ended abnormally, e.g. its guard died
@@ -53,8 +83,10 @@ class Run:
         self.buffer = TailBuffer()
         self._logs = logs
         self._supervisor = supervisor
+        self._restart = restart
         self._status = RunStatus.RUNNING
-        self._stop_cause: str | None = None
+        self._stop_cause: StopCause = "user"
+        self._stop_note: str | None = None
         self._agent: Agent | None = None
         self._tail: LiveTail | None = None
         self._t0 = time.monotonic()
@@ -64,7 +96,7 @@ class Run:
         self._stop_lock = threading.Lock()
         self._tail_lock = threading.Lock()
         self._done = threading.Event()
-        self._ending = False  # a natural-exit or lost-guard cleanup was dispatched
+        self._ending = False  # a natural-end cleanup was dispatched
         self._watching = False
         self._final_bytes = 0
         self._counter = LineCounter(logs)
@@ -72,13 +104,16 @@ class Run:
 
     # -- wiring (called by start()) --------------------------------------------------
 
-    def _attach(self, agent: Agent) -> None:
+    def attach(self, agent: Agent) -> None:
+        """Bind the started agent; begin tailing its logs. Called once, by ``start()``."""
         self._agent = agent
         self.pid = agent.pid
+        self.containment = agent.containment
+        self.cgroup = getattr(agent, "cgroup", None)
         self._tail = LiveTail(self._logs, self.buffer)
         self._supervisor.add_ticker(self, self._tick)
         self._supervisor.hurry(self, FIRST_OUTPUT_WINDOW)  # show the first line within ~10 ms
-        self._on_agent_event()  # it may have exited already
+        self.on_agent_event()  # it may have ended already
 
     # -- public surface ---------------------------------------------------------------
 
@@ -112,6 +147,12 @@ class Run:
         tail = self._tail
         return tail.bytes if tail is not None and not tail.closed else self._final_bytes
 
+    def state(self) -> RunState:
+        """The changing fields, read together."""
+        with self._state_lock:
+            return RunState(self.status, self.returncode, self.ended_at, self.pid, self.error,
+                            self.last_stop, self.containment, self.cgroup)
+
     def stop(self, grace: float | None = None) -> StopResult:
         """Stop the whole process tree: SIGTERM, ``grace`` seconds, then SIGKILL, verified.
 
@@ -120,8 +161,13 @@ class Run:
         SIGKILL (D state), the result lists it and the run stays ``stopping`` while a
         background thread keeps watching; call stop() again to retry.
         """
+        return self.stop_for("user", grace)
+
+    def stop_for(self, cause: StopCause, grace: float | None = None, note: str | None = None) -> StopResult:
+        """Stop as ``stop()`` does, recording why (``cause``) and what to say (``note``):
+        the budget, a ``runstop stop`` request, ``--restart``."""
         g = check_seconds("grace", grace)
-        return self._stop("user", self.grace if g is None else g)
+        return self._stop(cause, self.grace if g is None else g, note)
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the run ends or ``timeout`` seconds pass; return the status."""
@@ -156,18 +202,14 @@ class Run:
 
     def rerun(self) -> Run:
         """Start the same command again, as a new run (same name once this one has ended)."""
-        from ._api import start
-
+        if self._restart is None:
+            raise RuntimeError("this run was not started by runstop_nb.start(); start it again yourself")
         spec = self.spec
-        return start(
+        return self._restart(
             spec.command if spec.shell else list(spec.command),
             name=self.name if self.done else None,
-            cwd=spec.cwd,
-            env=dict(spec.env_overrides),
-            timeout=spec.timeout,
-            grace=spec.grace,
-            shell=spec.shell,
-            key=self.key,
+            cwd=spec.cwd, env=dict(spec.env_overrides), timeout=spec.timeout, grace=spec.grace,
+            shell=spec.shell, key=self.key,
         )
 
     def add_listener(self, fn: Callable[[Run], None]) -> Callable[[], None]:
@@ -185,22 +227,31 @@ class Run:
 
         return remove
 
-    def members(self) -> list[object]:
-        """The live processes of the tree, as psutil.Process objects (empty once ended)."""
+    def member_pids(self) -> list[int]:
+        """Pids of the tree's live processes (empty once ended)."""
         agent = self._agent
-        return [] if agent is None or self.done else list(agent.members())
+        return [] if agent is None or self.done else agent.members()
+
+    def members(self) -> list[psutil.Process]:
+        """The live processes of the tree, as psutil.Process objects (empty once ended)."""
+        out = []
+        for pid in self.member_pids():
+            try:
+                out.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        return out
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
         """In a notebook, a Run displays as its live widget; elsewhere as its repr."""
-        from ._widget import bundle
-
-        return bundle(self)
+        for bundle in kernel_state().fire("display", self):
+            if bundle:
+                return dict(bundle)
+        return {"text/plain": repr(self)}
 
     def __repr__(self) -> str:
-        secs = int(self.elapsed)
-        clock = f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}" if secs >= 3600 else f"{secs // 60:02d}:{secs % 60:02d}"
         extra = f" exit={self.returncode}" if self.done and self.returncode is not None else ""
-        return f"<Run {self.name!r} {self.status} pid={self.pid}{extra} {clock}>"
+        return f"<Run {self.name!r} {self.status} pid={self.pid}{extra} {clock(self.elapsed)}>"
 
     # -- internals ------------------------------------------------------------------------
 
@@ -228,44 +279,59 @@ class Run:
         if (self._deadline is not None and self._status == RunStatus.RUNNING and not self._ending
                 and time.monotonic() >= self._deadline):
             self._deadline = None
-            self._spawn(lambda: self._stop("timeout", self.grace), "timeout")
+            self._spawn(lambda: self._stop("timeout", self.grace, None), "timeout")
 
-    def _on_agent_event(self) -> None:
-        """Supervisor thread: the root exited, or the guard vanished."""
+    def on_agent_event(self) -> None:
+        """The agent's root exited, its tree ended, or its guard died (supervisor thread)."""
         agent = self._agent
         if agent is None or self._ending or self.done:
             return
-        if agent.lost or agent.returncode is not None:
+        if agent.returncode is not None or agent.ended() is not None or agent.lost_reason():
             self._ending = True
             self._spawn(self._end_naturally, "end")
 
     def _end_naturally(self) -> None:
-        """The root exited (or its guard died): stop any leftovers, then end the run."""
+        """The root exited (or its guard died): see the tree dead, then end the run.
+
+        No lock is held while the backend settles the leftovers (up to the grace), so a
+        user's stop() meanwhile takes the run over: it ends ``cancelled``, with the stop
+        result of the very ladder that was already under way."""
         agent = self._agent
         assert agent is not None
+        mine = False  # this thread moved the run to stopping (its guard died)
+        lost = agent.lost_reason()
+        if lost:
+            with self._stop_lock:
+                if self._status == RunStatus.RUNNING:
+                    self._stop_cause, mine = "guard_lost", True
+                    self._move(Event.STOP)
+            if mine:
+                self._emit()  # outside the lock: a listener may call stop() itself
+        t0 = time.monotonic()
+        verdict = agent.settle(self.grace)  # the run owns its tree: leftovers die with the root
         with self._stop_lock:
-            if self._status != RunStatus.RUNNING:
-                return  # a stop is under way or done; it ends the run
-            if agent.lost:
-                self.error = "the run's guard process died; the run's tree was stopped"
-                self._stop_cause = "guard_lost"
+            lost = lost or agent.lost_reason()
+            if lost and self._status == RunStatus.RUNNING:
+                self._stop_cause, mine = "guard_lost", True
                 self._move(Event.STOP)
+            if self._status.terminal or (self._status == RunStatus.STOPPING and not mine):
+                return  # a stop() took the run over; it ends it
+            if lost:
+                how = "verified dead" if verdict.dead else "NOT all dead"
+                self.error = f"{lost}; its tree was stopped ({how}, by {verdict.verified_by})"
                 event = Event.STOPPED
             else:
                 event = Event.EXITED_OK if agent.returncode == 0 else Event.EXITED_ERROR
-        if agent.lost:
-            self._emit()  # outside the lock: a listener may call stop() itself
-        with self._stop_lock:
-            if self._status.terminal:
-                return  # a listener's stop() ended it
-            outcome = agent.terminate(self.grace)  # leftovers: the tree dies with its root
-            if outcome.survivors:
+            if lost or verdict.signalled:
+                self.last_stop = self._result_of(verdict, RunStatus.RUNNING, t0,
+                                                 cause="guard_lost" if lost else "exit")
+            if not verdict.dead:
                 self._watch_until_dead(event)
                 return
             self._finish(event)
         self._announce()
 
-    def _stop(self, cause: str, grace: float) -> StopResult:
+    def _stop(self, cause: StopCause, grace: float, note: str | None) -> StopResult:
         t0 = time.monotonic()
         with self._stop_lock, self._state_lock:
             prior = self._status
@@ -273,7 +339,7 @@ class Run:
                 return self._result(False, "already_terminal", prior, t0)
             if prior == RunStatus.RUNNING:
                 self._move(Event.TIMEOUT if cause == "timeout" else Event.STOP)
-                self._stop_cause = cause
+                self._stop_cause, self._stop_note = cause, note
             else:
                 self._move(Event.RETRY_STOP)
         # Emit "stopping" outside the lock: a listener that calls stop() (or stop_all())
@@ -287,22 +353,17 @@ class Run:
             agent = self._agent
             assert agent is not None
             try:
-                outcome = agent.terminate(grace)
+                verdict = agent.terminate(grace)
             except Exception as e:
                 log.exception("runstop_nb: stopping %r failed", self.name)
                 result = self._result(False, "error", prior, t0, error=f"{type(e).__name__}: {e}")
             else:
                 end = Event.TIMED_OUT if self._stop_cause == "timeout" else Event.STOPPED
-                if outcome.survivors:
-                    self._watch_until_dead(end)
-                    reason, stopped = "unkillable", False
-                else:
+                if verdict.dead:
                     self._finish(end)
-                    reason, stopped = "stopped", True
-                result = self._result(
-                    stopped, reason, prior, t0, escalated=outcome.escalated,
-                    unkillable=outcome.survivors, signalled=outcome.signalled, swept=outcome.swept,
-                )
+                else:
+                    self._watch_until_dead(end)
+                result = self._result_of(verdict, prior, t0, cause=self._stop_cause)
             self.last_stop = result
         if result.stopped:
             self._announce()
@@ -310,11 +371,20 @@ class Run:
             self._emit()
         return result
 
-    def _result(self, stopped: bool, reason: str, prior: RunStatus, t0: float, **kw: object) -> StopResult:
+    def _result_of(self, verdict: Verdict, prior: RunStatus, t0: float, *, cause: StopCause) -> StopResult:
+        note = "; ".join(n for n in (self._stop_note if cause == self._stop_cause else None, verdict.note) if n)
+        reason: StopReason = "stopped" if verdict.dead else "unkillable"
+        return self._result(
+            verdict.dead, reason, prior, t0, escalated=verdict.escalated,
+            unkillable=tuple(Survivor(p, s, n) for p, s, n in verdict.survivors), signalled=verdict.signalled,
+            swept=verdict.swept, verified_by=verdict.verified_by, cause=cause, note=note or None,
+        )
+
+    def _result(self, stopped: bool, reason: StopReason, prior: RunStatus, t0: float, **kw: Any) -> StopResult:
         return StopResult(
             run_id=self.id, name=self.name, stopped=stopped, reason=reason,
             prior_status=prior.value, status=self.status,
-            elapsed_s=time.monotonic() - t0, **kw,  # type: ignore[arg-type]
+            elapsed_s=time.monotonic() - t0, **kw,
         )
 
     def _watch_until_dead(self, event: Event) -> None:
@@ -331,6 +401,8 @@ class Run:
                 if not agent.members():
                     with self._stop_lock:
                         self._finish(event)
+                        if self.last_stop is not None and not self.last_stop.stopped:
+                            self.error = self.error or "processes that survived SIGKILL died later"
                     self._announce()
             self._watching = False
 
@@ -346,8 +418,6 @@ class Run:
                 return
             final = next_status(self._status, event)  # an illegal move raises before any effect
         if agent is not None:
-            if agent.returncode is None and not agent.lost:
-                agent.wait_exit(0.5)  # the guard reports the root's status within ms
             agent.release()
         with self._tail_lock:
             if self._tail is not None:

@@ -10,16 +10,17 @@ import math
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import psutil
-
-from ._ladder import COOKIE_VAR, OWNER_VAR
+from ._launcher import Wanted, wanted_containment
+from ._proc import procfs
 from .errors import CommandNotFoundError, InvalidSpecError, StartError
 
 DEFAULT_GRACE = 3.0
+RESERVED_ENV = (procfs.COOKIE_VAR, procfs.OWNER_VAR, procfs.RUN_ID_VAR, "RUNSTOP_NB_ROLE")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1-64 characters from letters, digits, '.', '_', '-', starting with a letter or digit"
 
@@ -34,25 +35,55 @@ class RunSpec:
     grace: float
     shell: bool
     command: str | tuple[str, ...]  # what the user passed, for rerun
+    containment: Wanted = "auto"
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     cookie: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def agent_env(self) -> dict[str, str]:
-        """The kernel's environment, plus overrides (None unsets), plus run markers."""
-        env = dict(os.environ)
-        if env.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
-            del env["MPLBACKEND"]  # the kernel's inline backend would break a script's plots
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        """The kernel's environment (its own Python first on PATH), plus overrides (None
+        unsets), plus the run's markers."""
+        env = base_env()
         for key, value in self.env_overrides.items():
             if value is None:
                 env.pop(key, None)
             else:
                 env[key] = value
-        me = psutil.Process()
-        env[COOKIE_VAR] = self.cookie
-        env[OWNER_VAR] = f"{me.pid}:{me.create_time():.3f}"
-        env["RUNSTOP_NB_RUN_ID"] = self.id
+        env[procfs.COOKIE_VAR] = self.cookie
+        env[procfs.OWNER_VAR] = owner_marker()
+        env[procfs.RUN_ID_VAR] = self.id
         return env
+
+
+def owner_marker() -> str:
+    """``<kernel pid>:<kernel start, epoch seconds>``: who owns a run, immune to pid reuse."""
+    st = procfs.stat(os.getpid())
+    if st is not None and procfs.HAVE_PROC:
+        return f"{os.getpid()}:{procfs.start_epoch(st):.3f}"
+    import psutil
+
+    return f"{os.getpid()}:{psutil.Process().create_time():.3f}"
+
+
+def kernel_path(path: str | None) -> str:
+    """PATH with the kernel's own interpreter folder first, as activating its environment
+    would: ``python`` in an agent is then the kernel's Python, with the same packages."""
+    folder = os.path.dirname(sys.executable)
+    parts = [p for p in (path or "").split(os.pathsep) if p]
+    if parts[:1] == [folder] or not folder:
+        return path or ""
+    return os.pathsep.join([folder, *(p for p in parts if p != folder)])
+
+
+def base_env() -> dict[str, str]:
+    """What every agent starts from: the kernel's environment, adjusted for an agent."""
+    env = dict(os.environ)
+    if env.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
+        del env["MPLBACKEND"]  # the kernel's inline backend would break a script's plots
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env["PATH"] = kernel_path(env.get("PATH"))
+    for var in RESERVED_ENV:
+        env.pop(var, None)  # a kernel that is itself a run must not pass its markers on
+    return env
 
 
 def check_seconds(what: str, value: object, *, allow_none: bool = True) -> float | None:
@@ -88,7 +119,7 @@ def _check_env(env: object) -> dict[str, str | None]:
             )
         if value is not None and "\0" in value:
             raise InvalidSpecError(f"env value for {key!r} contains a NUL byte")
-        if key in (COOKIE_VAR, OWNER_VAR):
+        if key in RESERVED_ENV:
             raise InvalidSpecError(f"{key} is set by runstop_nb for every run; leave it out of env")
         out[key] = value
     return out
@@ -149,6 +180,7 @@ def build(
     timeout: object = None,
     grace: object = None,
     shell: object = False,
+    containment: object = None,
 ) -> RunSpec:
     """Check every argument of ``start()``; raise a typed one-line error on the first bad one."""
     overrides = _check_env(env)
@@ -163,8 +195,10 @@ def build(
         raise StartError(f"cwd {cwd!r} does not exist or is not a folder")
     if not os.access(cwd, os.X_OK):
         raise StartError(f"permission denied: cannot enter cwd {cwd!r}")
-    path = overrides["PATH"] if "PATH" in overrides else os.environ.get("PATH")
+    path = overrides["PATH"] if "PATH" in overrides else kernel_path(os.environ.get("PATH"))
     _resolve(argv[0], cwd, path)
+    if containment is not None and not isinstance(containment, str):
+        raise InvalidSpecError(f"containment must be 'auto', 'cgroup' or 'guard', not {type(containment).__name__}")
     command: str | tuple[str, ...] = cmd if isinstance(cmd, str) else tuple(argv)
     return RunSpec(
         argv=argv,
@@ -175,4 +209,5 @@ def build(
         grace=check_seconds("grace", grace) or DEFAULT_GRACE,
         shell=bool(shell),
         command=command,
+        containment=wanted_containment(containment),
     )

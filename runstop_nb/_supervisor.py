@@ -1,12 +1,13 @@
-"""The supervisor: one long-lived thread per kernel that spawns guards and drives runs.
+"""The supervisor: one long-lived thread per kernel that spawns the warden and drives runs.
 
 Why one thread, not the kernel's asyncio loop or a pool:
 
-* ``PR_SET_PDEATHSIG`` fires when the *thread* that spawned a child exits (FACTS.md), so
-  guards are spawned only here, by a thread that lives as long as the kernel;
+* helper processes are spawned only here, by a thread that lives as long as the kernel
+  (a child's ``PR_SET_PDEATHSIG`` fires when the *thread* that spawned it exits:
+  docs/platform.md), and every guard's and the warden's socket is watched in one place;
 * asyncio tasks get no ticks while a synchronous cell runs, while this thread keeps
   tailing logs and firing timeouts through any cell;
-* one ``select`` over every guard socket plus a 10 Hz tick is cheaper than a thread per run.
+* one ``select`` over every socket plus a 10 Hz tick is cheaper than a thread per run.
 
 Work that may block (a stop ladder's grace) never runs here; runs hand it to a thread.
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from ._kernelstate import kernel_state
 from ._threads import forever
 
 log = logging.getLogger("runstop_nb")
@@ -146,3 +148,8 @@ def _guarded(fn: Callable[[], None]) -> None:
         fn()
     except Exception:
         log.exception("runstop_nb: a supervisor callback raised; the run carries on")
+
+
+def supervisor() -> Supervisor:
+    """This kernel's supervisor (started on first use, again if its thread died)."""
+    return kernel_state().service("supervisor", Supervisor, lambda s: s.alive)

@@ -4,7 +4,7 @@ Streaming design. The output area is an ``ipywidgets.Output`` whose ``outputs`` 
 *replaced* with the run's current tail window, at most once per frame (10 Hz), and only
 when the tail changed. Each update is bounded (``WINDOW_LINES`` lines, ``WINDOW_CHARS``
 characters), so a run of any length costs the browser at most ~10 bounded messages per
-second; ``append_stdout`` per line would be O(n²) (FACTS.md). Output is never captured
+second; ``append_stdout`` per line would be O(n²) (docs/platform.md). Output is never captured
 (``with out:``) and never printed from a thread: both land in the wrong cell.
 
 The front end renders ANSI colours in stream outputs and shows stderr distinctly; lines
@@ -20,8 +20,11 @@ from typing import Any
 
 import ipywidgets as w
 
+from ._kernelstate import kernel_state
 from ._renderer import FRAME, renderer, ui_lock
+from ._status import STATUSES
 from ._treestats import TreeSampler
+from ._units import clock, plural, size
 
 WINDOW_LINES = 200
 WINDOW_CHARS = 40_000  # ~48 KiB of JSON with escapes: under the 64 KiB per-update budget
@@ -41,19 +44,23 @@ BADGES = {
 }
 
 
-def bundle(run: Any, readonly: bool = False) -> dict[str, Any]:
-    """A run's display: its widget inside a kernel, its repr anywhere else."""
+assert set(BADGES) == set(STATUSES), "every status needs a badge"
+
+
+def bundle(run: Any) -> dict[str, Any] | None:
+    """A run's display: its widget inside a kernel (read-only for a past run, which has no
+    ``stop``); None elsewhere, where its repr is used."""
     from IPython import get_ipython
 
     if getattr(get_ipython(), "kernel", None) is None:
-        return {"text/plain": repr(run)}
-    data: dict[str, Any] = RunWidget(run, readonly=readonly)._repr_mimebundle_()
+        return None
+    data: dict[str, Any] = RunWidget(run, readonly=not hasattr(run, "stop"))._repr_mimebundle_()
     return data
 
 
-def clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+def install() -> None:
+    """Runs and past runs display as widgets in a kernel (idempotent)."""
+    kernel_state().hook("display", f"{__name__}:bundle")
 
 
 def window(lines: list[tuple[str, str]], more: bool = False) -> tuple[dict[str, str], ...]:
@@ -180,10 +187,10 @@ class RunWidget(w.VBox):  # type: ignore[misc]
             stats = None
             if done and not self._final_stats:
                 self._final_stats = True
-                stats = f"{run.lines:,} lines · {run.bytes / 1e6:.1f} MB logged"
+                stats = f"{plural(run.lines, 'line')} · {size(run.bytes)} logged"
             elif not done and now >= self._next_stats:
                 self._next_stats = now + STATS_EVERY
-                stats = str(self._sampler.sample(run.members()))
+                stats = str(self._sampler.sample(run.members()))  # psutil processes
             header = (status, clock(run.elapsed), run.pid, run.returncode if done else None, busy)
             output_due = version != self._version and (done or now - self._output_at >= FRAME)
             with ui_lock():

@@ -132,7 +132,7 @@ def kernel(cwd: Path, env: dict[str, str] | None = None) -> Iterator[Kernel]:
 def runstop_kernel(home: Path, setup: str) -> Iterator[Kernel]:
     """A kernel in notebooks/ (so agents/… paths work) with its own runs home; on exit every
     run it started is stopped, and anything still carrying their cookies is killed by pid."""
-    from .conftest import AGENTS, cookie_alive, kill_pids
+    from .helpers import AGENTS, cookie_alive, kill_pids
 
     with kernel(AGENTS.parent, {"RUNSTOP_NB_HOME": str(home)}) as k:
         k.ok(setup)

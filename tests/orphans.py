@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from .conftest import alive, cookie_alive, kill_pids, wait_for
+from .helpers import alive, cookie_alive, kill_pids, wait_for
 from .kernel import kernel
 
 
@@ -30,26 +30,30 @@ class Orphan:
 
 def make_orphan(cwd: Path, cmd: list[str] | None = None, name: str = "orphan",
                 env: dict[str, str] | None = None) -> Orphan:
-    """Start a run in a real kernel, then kill the kernel *and* the run's guard.
+    """Start a run in a real kernel, then kill the kernel, the run's guard *and* the warden.
 
-    The guard must die before or with its kernel, or it stops the tree itself: so it is
-    SIGSTOPped first (it cannot act on the kernel's death), the kernel is SIGKILLed, then
-    the guard is SIGKILLed. The agent lives on, re-parented to init: an orphan.
+    The guard and the warden must die before or with their kernel, or they stop the tree
+    themselves: so both are SIGSTOPped first (neither can act on the kernel's death), the
+    kernel is SIGKILLed, then both are SIGKILLed. The agent lives on, re-parented to init:
+    an orphan (and in cgroup mode, still in its run's cgroup).
     """
     cmd = cmd or ["sleep", "1000"]
     with kernel(cwd, env) as k:
         k.ok(f"import runstop_nb\nrun = runstop_nb.start({cmd!r}, name={name!r})")
-        info = k.eval("dict(id=run.id, cookie=run.spec.cookie, pid=run.pid, guard=run._agent.guard.pid)")
-        guard = psutil.Process(info["guard"])
+        info = k.eval("dict(id=run.id, cookie=run.spec.cookie, pid=run.pid, guard=run._agent.guard.pid, "
+                      "warden=run._agent._link.pid)")
+        helpers = [psutil.Process(info["warden"]), psutil.Process(info["guard"])]
         try:
-            guard.send_signal(signal.SIGSTOP)
-            wait_for(lambda: guard.status() == psutil.STATUS_STOPPED, 10, "the guard to stop")
+            for proc in helpers:
+                proc.send_signal(signal.SIGSTOP)
+            wait_for(lambda: all(p.status() == psutil.STATUS_STOPPED for p in helpers), 10, "the helpers to stop")
             psutil.Process(k.pid).kill()
             wait_for(lambda: not alive(k.pid), 10, "the kernel to die")
-            guard.kill()
-            wait_for(lambda: not alive(guard.pid), 10, "the guard to die")
+            for proc in helpers:
+                proc.kill()
+            wait_for(lambda: not any(alive(p.pid) for p in helpers), 10, "the guard and warden to die")
         except BaseException:
-            kill_pids([guard.pid, *cookie_alive(info["cookie"])])
+            kill_pids([*(p.pid for p in helpers), *cookie_alive(info["cookie"])])
             raise
         kernel_pid = k.pid
     assert alive(info["pid"]), "the agent died with its kernel: no orphan was made"

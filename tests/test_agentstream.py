@@ -1,7 +1,7 @@
 """Agent CLIs' event streams read into summaries and cards (runstop_nb._agents).
 
-The inline streams follow the field names of each CLI's source (AGENT_FORMATS.md) and the
-quirks of real streams (AGENT_CLIS_OFFLINE.md); the captured real streams under
+The inline streams follow the field names of each CLI's source (docs/agent-clis.md) and the
+quirks of real streams (docs/agent-clis.md); the captured real streams under
 tests/fixtures/streams/ are read too, once they exist.
 """
 

@@ -42,11 +42,14 @@ from runstop_nb import (
     RunNotFoundError,
     RunstopError,
     StartError,
+    _spec,
 )
+from runstop_nb._kernelstate import kernel_state
 from runstop_nb._logs import MAX_LINE_CHARS, MAX_TAIL_LINES
-from runstop_nb._registry import registry, supervisor
+from runstop_nb._registry import registry
+from runstop_nb._supervisor import supervisor
 
-from .conftest import alive, cookie_alive, kill_pids, pids_with, wait_for
+from .helpers import alive, cookie_alive, helpers_of, kill_pids, pids_with, wait_for
 
 PY = sys.executable
 SLEEP = shutil.which("sleep") or "/bin/sleep"  # found before a test jails PATH
@@ -62,14 +65,20 @@ ENDED_BOUND = 200 + 2  # lines kept once a run ends, plus one partial line per s
 
 
 def owner_marker() -> bytes:
-    me = psutil.Process()
-    return f"RUNSTOP_NB_OWNER={me.pid}:{me.create_time():.3f}\0".encode()
+    return f"RUNSTOP_NB_OWNER={_spec.owner_marker()}\0".encode()
 
 
 def strays() -> list[int]:
-    """Live processes this test process owns (by RUNSTOP_NB_OWNER) that no live run holds."""
-    live = [f"RUNSTOP_NB_COOKIE={r.spec.cookie}\0".encode() for r in runstop_nb.runs() if not r.done]
-    return pids_with(owner_marker(), unless=live)
+    """Live processes this test process owns (by RUNSTOP_NB_OWNER) that no live run holds:
+    agents of ended runs, and guards other than those of live runs (the warden stays)."""
+    live_runs = [r for r in runstop_nb.runs() if not r.done]
+    live = [f"RUNSTOP_NB_COOKIE={r.spec.cookie}\0".encode() for r in live_runs]
+    agents = pids_with(owner_marker(), unless=[*live, b"RUNSTOP_NB_ROLE=warden"])
+    keep = {getattr(getattr(r._agent, "guard", None), "pid", None) for r in live_runs}
+    link = kernel_state().peek("warden")
+    keep.add(link.pid if link is not None else None)
+    guards = [p for p in helpers_of(os.getpid()) if p not in keep]
+    return agents + guards
 
 
 def no_strays(timeout: float = 5.0) -> None:

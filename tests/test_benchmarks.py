@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
-from .conftest import pids_with
+from .helpers import pids_with
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"value", "baseline", "ratio", "unit", "target", "met"}
@@ -28,6 +29,7 @@ def _agents_of(kernel_pids: set[int]) -> list[int]:
     return pids_with(*(f"RUNSTOP_NB_OWNER={pid}:".encode() for pid in kernel_pids))
 
 
+@pytest.mark.kernel
 def test_quick_benchmark_writes_every_metric_as_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = dict(os.environ)
@@ -45,7 +47,7 @@ def test_quick_benchmark_writes_every_metric_as_json(tmp_path: Path) -> None:
         assert m.keys() >= KEYS, f"{key} lacks {KEYS - m.keys()}"
         assert "error" not in m, f"{key}: {m['error']}"
         assert isinstance(m["met"], bool)
-        assert isinstance(m["value"], (int, float)) and m["value"] >= 0, key
+        assert isinstance(m["value"], (int, float)) and (m["value"] >= 0 or key == "P8"), key  # RSS may shrink
         assert isinstance(m["unit"], str) and m["unit"] and isinstance(m["target"], str) and m["target"]
         assert m["min"] <= m["value"] <= m["max"], key
     for key in ("P1", "P2", "P3", "P4", "P5", "P6", "P8"):  # P7's baseline is "none", by the issue

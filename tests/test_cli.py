@@ -14,7 +14,7 @@ import pytest
 
 import runstop_nb
 
-from .conftest import AGENTS, PY, alive, cookie_alive, kill_pids
+from .helpers import AGENTS, PY, alive, cookie_alive, kill_pids
 from .orphans import make_orphan, other_process_run
 
 RUNSTOP = str(Path(sys.executable).parent / "runstop")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -18,12 +19,12 @@ from pathlib import Path
 import pytest
 
 import runstop_nb
-from runstop_nb import _history, _recorder
+from runstop_nb import _home, _recorder
 from runstop_nb._history import Store
 from runstop_nb._home import runs_home
 from runstop_nb.errors import InvalidSpecError, RunNotFoundError
 
-from .conftest import AGENTS, PY, cookie_alive, kill_pids, wait_for
+from .helpers import AGENTS, PY, cookie_alive, helpers_of, kill_pids, wait_for
 from .kernel import Kernel, kernel
 from .orphans import other_process_run
 
@@ -166,17 +167,38 @@ def test_rerun_of_another_kernels_run_asks_for_env_values_it_never_stored() -> N
         assert new.wait(30) == "completed" and new.output() == "v=given\n"
 
 
-def test_a_run_of_a_killed_process_shows_as_lost() -> None:
+def test_a_run_of_a_killed_kernel_reads_back_cancelled_with_its_guards_verdict() -> None:
     with other_process_run(["sh", "-c", "echo one; echo two; exec sleep 1000"], name="doomed") as owner:
         live = runstop_nb.load(owner.id)
         assert live.status == "running"
         wait_for(lambda: live.output() == "one\ntwo\n", 10, "the output")
-        owner.proc.kill()  # its guard stops the tree; nothing records the end
+        owner.proc.kill()  # its guard stops the tree and leaves its verdict; the kernel records nothing
         owner.proc.wait()
         wait_for(lambda: not cookie_alive(owner.cookie), 10, "the guard to stop the tree")
+        # The guard writes its verdict just after the tree is dead (until then: lost).
+        wait_for(lambda: runstop_nb.load(owner.id).status == "cancelled", 5, "the verdict to be read")
+        past = runstop_nb.load(owner.id)
+        assert (past.status, past.record.recorded_status) == ("cancelled", "running")
+        assert past.ended_at is not None and past.error and "kernel went away" in past.error
+        stop = past.last_stop
+        assert stop is not None and stop.stopped and stop.cause == "kernel_gone" and stop.verified_by
+        assert (past.lines, past.bytes) == (2, 8), "the output, counted from the logs if the row is stale"
+        assert [r.id for r in runstop_nb.history(status="cancelled")] == [owner.id]
+
+
+def test_a_run_whose_fate_is_unknown_shows_as_lost() -> None:
+    """No verdict (its helpers died with the kernel, and so did the tree): lost."""
+    with other_process_run(["sleep", "1000"], name="unknown") as owner:
+        wait_for(lambda: [r for r in runstop_nb.history() if r.id == owner.id], 10, "its row")
+        helpers = helpers_of(owner.proc.pid)
+        for pid in helpers:
+            os.kill(pid, signal.SIGSTOP)
+        owner.proc.kill()
+        owner.proc.wait()
+        kill_pids([*helpers, *cookie_alive(owner.cookie)])
+        wait_for(lambda: not cookie_alive(owner.cookie), 10, "the tree to die")
         past = runstop_nb.load(owner.id)
         assert (past.status, past.record.recorded_status, past.ended_at) == ("lost", "running", None)
-        assert (past.lines, past.bytes) == (2, 8), "the output, counted from the logs if the row is stale"
         assert [r.id for r in runstop_nb.history(status="lost")] == [owner.id]
 
 
@@ -197,14 +219,15 @@ def test_history_rows_survive_a_kernel_restart(tmp_path: Path, runs_home: Path) 
             wait_for(lambda: not cookie_alive(cookie or ""), 15, "the guard to stop the run of the old kernel")
             k.ok("import runstop_nb\nh = {r.id: r for r in runstop_nb.history()}")
             assert k.eval(f"(h[{done_id!r}].status, h[{done_id!r}].returncode, h[{done_id!r}].lines)") == ("completed", 0, 6)
-            assert k.eval(f"(h[{long_id!r}].status, h[{long_id!r}].kernel_pid)") == ("lost", old_pid)
+            assert k.eval(f"(h[{long_id!r}].status, h[{long_id!r}].kernel_pid)") == ("cancelled", old_pid)
+            assert k.eval(f"h[{long_id!r}].last_stop.cause") == "kernel_gone"
             assert "line 00005" in k.eval(f"runstop_nb.load({done_id!r}).tail(2)")
             k.ok(f"again = runstop_nb.load({done_id!r}).rerun()\nagain.wait(30)")
             assert k.eval("(again.status, again.name)") == ("completed", "finished")
         finally:
             if cookie:
                 kill_pids(cookie_alive(cookie))
-    assert {r.status for r in runstop_nb.history()} == {"completed", "lost"}
+    assert {r.status for r in runstop_nb.history()} == {"completed", "cancelled"}
 
 
 def finish(k: Kernel, msg_id: str, timeout: float = 120) -> tuple[str, str]:
@@ -348,5 +371,5 @@ def test_an_unusable_database_falls_back_to_memory(runs_home: Path, caplog: pyte
 
 def runs_home_ready() -> Path:
     home = runs_home()
-    assert _history.db_path() == home / "history.sqlite"
+    assert _home.db_path() == home / "history.sqlite"
     return home

@@ -35,7 +35,7 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
-from .conftest import AGENTS, alive, cookie_alive, kill_pids, wait_for
+from .helpers import AGENTS, alive, cookie_alive, kill_pids, wait_for
 from .kernel import Kernel, kernel
 
 pytestmark = pytest.mark.kernel
@@ -126,7 +126,8 @@ def start_shapes(k: Kernel) -> dict[str, dict[str, Any]]:
     """Start the four shapes in the kernel (default grace); wait until each is fully up."""
     k.ok(f"import runstop_nb\nruns = {{n: runstop_nb.start(cmd, name=n) for n, cmd in {SHAPES!r}.items()}}")
     info: dict[str, dict[str, Any]] = k.eval(
-        "{n: dict(cookie=r.spec.cookie, pid=r.pid, guard=r._agent.guard.pid, log=str(r.log_dir))"
+        "{n: dict(cookie=r.spec.cookie, pid=r.pid, guard=r._agent.guard.pid, warden=r._agent._link.pid, "
+        "log=str(r.log_dir))"
         " for n, r in runs.items()}")
 
     def out(name: str) -> bytes:
@@ -269,14 +270,15 @@ def test_every_tree_shape_dies_within_5_s_of_the_kernel(mode: str, tmp_path: Pat
 
 
 @pytest.mark.skipif(not JANITOR.exists(), reason="runstop_nb/_janitor.py is not written yet")
-def test_janitor_stops_trees_whose_kernel_and_guards_were_sigkilled(tmp_path: Path, runs_home: Path) -> None:
+def test_janitor_stops_trees_whose_kernel_guards_and_warden_were_sigkilled(tmp_path: Path, runs_home: Path) -> None:
     info: dict[str, dict[str, Any]] = {}
     try:
         with kernel(tmp_path) as k:
             info = start_shapes(k)
             guards = [psutil.Process(i["guard"]) for i in info.values()]
-            # A guard acts on its kernel's death, and a kernel on its guard's: freeze the
-            # guards, kill the kernel, then the guards. The trees live on, orphaned.
+            guards.append(psutil.Process(next(iter(info.values()))["warden"]))
+            # The guards and the warden act on their kernel's death, and a kernel on a
+            # guard's: freeze them all, kill the kernel, then them. The trees live on, orphaned.
             for g in guards:
                 g.send_signal(signal.SIGSTOP)
             wait_for(lambda: all(g.status() == psutil.STATUS_STOPPED for g in guards), 10, "frozen guards")

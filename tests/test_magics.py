@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import runstop_nb
 
-from .conftest import AGENTS, cookie_alive, pids_with, wait_for
+from .helpers import AGENTS, cookie_alive, pids_with, wait_for
 from .kernel import Kernel, runstop_kernel
 
 WIDGET = "application/vnd.jupyter.widget-view+json"

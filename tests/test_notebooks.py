@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import kill_pids, pids_with, wait_for
+from .helpers import kill_pids, pids_with, wait_for
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 

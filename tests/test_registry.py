@@ -10,7 +10,7 @@ from pathlib import Path
 
 import runstop_nb
 
-from .conftest import cookie_alive, kill_pids
+from .helpers import cookie_alive, kill_pids
 
 
 def test_get_by_id_name_and_prefix() -> None:
@@ -63,7 +63,7 @@ def test_concurrent_starts_and_stops_from_threads() -> None:
 RELOAD_SCRIPT = r"""
 import importlib, pkgutil, sys
 import runstop_nb
-from runstop_nb._registry import kernel_state
+from runstop_nb._kernelstate import kernel_state
 run = runstop_nb.start(["sleep", "1000"], name="survivor")
 state = kernel_state()
 for info in pkgutil.iter_modules(runstop_nb.__path__, "runstop_nb."):

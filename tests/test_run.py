@@ -10,7 +10,7 @@ import pytest
 
 import runstop_nb
 
-from .conftest import alive, cookie_alive, wait_for
+from .helpers import alive, cookie_alive, wait_for
 
 
 def test_exit_zero_completes_and_nonzero_fails() -> None:

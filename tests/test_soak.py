@@ -35,9 +35,10 @@ import pytest
 
 import runstop_nb
 from runstop_nb import StopResult
-from runstop_nb._registry import registry, supervisor
+from runstop_nb._registry import registry
+from runstop_nb._supervisor import supervisor
 
-from .conftest import alive, cookie_alive, kill_pids, wait_for
+from .helpers import alive, cookie_alive, kill_pids, wait_for
 
 CYCLES = int(os.environ.get("RUNSTOP_SOAK_CYCLES") or 40)
 SEED = int(os.environ.get("RUNSTOP_SOAK_SEED") or random.SystemRandom().randrange(1 << 31))

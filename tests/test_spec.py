@@ -17,7 +17,7 @@ from runstop_nb.errors import (
     StartError,
 )
 
-from .conftest import wait_for
+from .helpers import wait_for
 
 
 def no_trace(home: Path) -> None:

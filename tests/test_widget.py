@@ -11,7 +11,7 @@ import pytest
 
 from runstop_nb._widget import LINE_CHARS, WINDOW_CHARS, clock, window
 
-from .conftest import cookie_alive, wait_for
+from .helpers import cookie_alive, wait_for
 from .kernel import Kernel, runstop_kernel
 
 
@@ -65,7 +65,7 @@ def test_stop_button_stops_the_tree_and_shows_cancelled(k: Kernel) -> None:
     k.ok("r = runstop_nb.start(['bash', '-c', \"(trap '' TERM; sleep 1000) & setsid sleep 1000 & sleep 1000\"],"
          " name='clicky', grace=1)\nw = RunWidget(r)\ndisplay(w)")
     cookie = k.eval("r.spec.cookie")
-    wait_for(lambda: len(cookie_alive(cookie)) >= 5, 10, "the tree")
+    wait_for(lambda: len(cookie_alive(cookie)) >= 4, 10, "the tree")
     stop_id = k.eval("w._stop.model_id")
     click(k, "w._stop")
     # The click flips the button at once, before the ladder's 1 s grace is over:

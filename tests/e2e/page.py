@@ -21,7 +21,7 @@ from playwright.sync_api import Locator, Page
 from .probe import KernelProbe, RunInfo, pids_owned_by, tree_by_cookie
 from .server import JupyterServer
 
-# Page errors that are upstream and harmless (E2E.md): Notebook 7.6.5 raises this on
+# Page errors that are upstream and harmless (docs/browser-tests.md): Notebook 7.6.5 raises this on
 # every page load, before any notebook content exists.
 IGNORED_PAGE_ERRORS = (
     re.compile(r"Cannot read properties of undefined \(reading 'schema'\)"),

@@ -25,13 +25,13 @@ from typing import Any
 
 import psutil
 
-from ..conftest import kill_pids, pids_with
+from ..helpers import kill_pids, pids_with
 
 AGENTS = Path(__file__).resolve().parents[2] / "notebooks" / "agents"
 TAG_VAR = "RUNSTOP_E2E_TAG"
 COOKIE_VAR = "RUNSTOP_NB_COOKIE"
 
-# Lab's news/update toasts can cover widgets and swallow clicks (E2E.md), and windowing
+# Lab's news/update toasts can cover widgets and swallow clicks (docs/browser-tests.md), and windowing
 # would drop off-screen outputs from the DOM. Notebook 7 reads the same settings dir.
 USER_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
