@@ -1,19 +1,41 @@
-# The two commands a newcomer needs. Each sets itself up (virtualenv, packages, chromium).
-#   make demo   opens JupyterLab on notebooks/quickstart.ipynb
-#   make test   runs the whole suite: ruff, mypy, pytest (unit, real kernel, nbval, browser)
-.PHONY: demo test setup bench soak
+# The two commands a newcomer needs:
+#   make demo         opens JupyterLab on notebooks/quickstart.ipynb (sets up .venv first)
+#   make setup test   installs what the tests need, then runs the whole suite, as CI does
+# The inner loop, for working on runstop_nb:
+#   make check        ruff + mypy (strict, package and tests): seconds
+#   make unit         tests without kernels, browsers, soak, race trials, agent CLIs or Ray: under a minute
+#   make e2e          the real-browser tests (JupyterLab 4 and Notebook 7)
+#   make soak         the long soak; make bench: the benchmarks; make demo-agents: the agent CLIs side by side
+.PHONY: demo demo-agents setup venv check unit e2e test bench soak
 PORT ?= 8888
+UNIT = not kernel and not e2e and not soak and not races and not clis and not ray
 
 setup:
 	@scripts/setup.sh
 
-demo: setup
+venv:
+	@scripts/setup.sh --python
+
+demo: venv
 	@PORT=$(PORT) scripts/demo.sh $(DEMO_FLAGS)
 
-test: setup
+demo-agents: setup
+	@PORT=$(PORT) scripts/demo.sh --agents $(DEMO_FLAGS)
+
+check: venv
+	@.venv/bin/ruff check runstop_nb tests benchmarks
+	@.venv/bin/mypy
+
+unit: venv
+	@.venv/bin/python -m pytest -q -n 4 -m "$(UNIT)"
+
+e2e: setup
+	@scripts/test.sh -m e2e tests/e2e
+
+test:
 	@scripts/test.sh
 
-bench: setup
+bench: venv
 	.venv/bin/python benchmarks/run.py
 
 soak: setup

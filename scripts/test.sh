@@ -3,6 +3,10 @@
 # notebooks, browser end-to-end, short soak). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ ! -f .venv/.setup-complete ]; then
+  echo "test: the test set-up is missing (chromium, .venv, the agent CLIs); run: make setup test" >&2
+  exit 2
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 export RUNSTOP_NB_HOME="${RUNSTOP_NB_HOME:-$(mktemp -d)/runstop-home}"
 echo "== ruff";  ruff check runstop_nb tests benchmarks
