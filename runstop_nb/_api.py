@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from . import _spec
+from . import _spec, _worktree
 from ._home import run_dir
 from ._kernelstate import kernel_state
 from ._launcher import NO_GUARD_VAR, Launcher, LaunchSpec
@@ -33,6 +33,14 @@ def start(
     shell: bool = False,
     key: str | None = None,
     containment: str | None = None,
+    stdin: bool = False,
+    pty: bool = False,
+    format: str = "auto",
+    idle: float | None = None,
+    max_cost: float | None = None,
+    max_tokens: int | None = None,
+    worktree: bool = False,
+    parent: str | None = None,
 ) -> Run:
     """Start an agent; return its Run once the agent process is running.
 
@@ -41,11 +49,19 @@ def start(
     the run after that many seconds (it ends ``timed_out``); ``grace`` is how long a stop
     waits between SIGTERM and SIGKILL (default 3 s). ``containment`` (default
     ``$RUNSTOP_NB_CONTAINMENT``, else ``auto``): ``cgroup`` or ``guard``, see the README.
-    Raises InvalidSpecError, StartError (CommandNotFoundError) or NameInUseError,
-    leaving nothing behind.
+
+    ``stdin=True`` keeps a pipe to the agent's stdin (``run.send``); ``pty=True`` runs it
+    in a pseudo-terminal (output as a terminal shows it, input through it). ``format``
+    (auto, claude, codex, gemini, text) is how stdout is read: as an agent's event stream,
+    with ``run.agent`` and ``run.cards()``. ``max_cost`` (USD) and ``max_tokens`` stop the
+    run once exceeded; ``idle`` is how many seconds of silence show it as idle.
+    ``worktree=True`` runs the agent in a git worktree of its own (``run.diff()``).
+    Raises InvalidSpecError, StartError (CommandNotFoundError), NameInUseError or
+    WorktreeError, leaving nothing behind.
     """
     spec = _spec.build(cmd, name=name, cwd=cwd, env=env, timeout=timeout, grace=grace, shell=shell,
-                       containment=containment)
+                       containment=containment, stdin=stdin, pty=pty, format=format, idle=idle,
+                       max_cost=max_cost, max_tokens=max_tokens, worktree=worktree, parent=parent)
     reg = registry()
     with reg.reserve(spec.name, _default_name(spec)) as chosen:
         try:
@@ -53,17 +69,28 @@ def start(
         except OSError as e:
             raise StartError(f"cannot create the run's log folder ({e.strerror or e}: {e.filename}); "
                              "check that the runs home is writable, or set RUNSTOP_NB_HOME") from None
-        sup = supervisor()
-        run = Run(spec, chosen, logs, sup, key=key, restart=start)
-        launch = LaunchSpec(
-            run_id=spec.id, argv=spec.argv, cwd=spec.cwd, env=spec.agent_env(), logs=logs,
-            cookie=spec.cookie, grace=spec.grace, started_at=run.started_at.timestamp(),
-            containment=spec.containment,
-        )
+        tree, agent_cwd, env_ = None, spec.cwd, spec.agent_env()
         try:
+            if spec.worktree:
+                tree = _worktree.create(spec.cwd, chosen, spec.id)
+                agent_cwd = _worktree.workdir_for(tree, spec.cwd)
+                for var in _worktree.GIT_LOCATION_VARS:  # the agent's git must find its worktree
+                    env_.pop(var, None)
+            sup = supervisor()
+            run = Run(spec, chosen, logs, sup, key=key, restart=start, worktree=tree)
+            launch = LaunchSpec(
+                run_id=spec.id, argv=spec.argv, cwd=agent_cwd, env=env_, logs=logs,
+                cookie=spec.cookie, grace=spec.grace, started_at=run.started_at.timestamp(),
+                containment=spec.containment, stdin="pty" if spec.pty else "pipe" if spec.stdin else "null",
+            )
             agent = launcher_for().launch(launch, run.on_agent_event)
         except BaseException:
             shutil.rmtree(logs.dir, ignore_errors=True)  # nothing ran; leave no trace
+            if tree is not None:
+                try:
+                    _worktree.remove(tree, force=True)
+                except Exception:  # the start's own error is the one to report
+                    pass
             raise
         reg.add(run, key)
     run.attach(agent)

@@ -29,6 +29,7 @@ from ._home import HOME_VAR, db_path
 from ._janitor import matches, orphans, owner_alive, reap_orphans, stop_tree
 from ._logs import STREAMS, LogFiles, read_range
 from ._pastrun import command_text, elapsed, history, load
+from ._proc.cgroup import Group
 from ._record import RunRecord
 from ._recorder import HOST, POLL
 from ._status import LIVE, TERMINAL, UNSETTLED
@@ -182,8 +183,9 @@ def _stop_one(rec: RunRecord, grace: float | None) -> tuple[bool, str]:
     if rec.status == "lost":
         return True, f"{label}: lost (its kernel and its processes are gone); nothing to stop"
     store = store_for(db_path())
+    group = Group(rec.cgroup) if rec.cgroup and os.path.isdir(rec.cgroup) else None
     if rec.status == "orphaned":
-        result = stop_tree(rec.cookie, run_id=rec.id, name=rec.name, grace=g, root=rec.pid,
+        result = stop_tree(rec.cookie, run_id=rec.id, name=rec.name, grace=g, root=rec.pid, group=group,
                            started_at=rec.started_at.timestamp(), store=store,
                            why="its kernel had died; `runstop stop` stopped its processes")
         return result.stopped, f"{result} (its kernel was dead; stopped by cookie)"
@@ -200,8 +202,8 @@ def _stop_one(rec: RunRecord, grace: float | None) -> tuple[bool, str]:
                 return True, f"{label}: {now.status} before the stop was needed"
             break  # its kernel died meanwhile
         time.sleep(0.1)
-    result = stop_tree(rec.cookie, run_id=rec.id, name=rec.name, grace=g, root=rec.pid,
-                       started_at=rec.started_at.timestamp(), prior=rec.status, store=store,
+    result = stop_tree(rec.cookie, run_id=rec.id, name=rec.name, grace=g, root=rec.pid, group=group,
+                       started_at=rec.started_at.timestamp(), prior=rec.status, store=store, cause="cli",
                        why="`runstop stop` stopped it directly: its kernel did not act on the request")
     return result.stopped, f"{result} (its kernel, pid {rec.kernel_pid}, did not act in time; stopped by cookie)"
 

@@ -11,6 +11,7 @@ psutil's view of the tree, re-read every tick so children outlive a dead root in
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ class DirectAgent:
     """An agent without a guard; its tree is found by scanning."""
 
     containment = "none"
+    records_order = False
 
     def __init__(self, spec: LaunchSpec, sup: Supervisor, notify: Callable[[], None]) -> None:
         self.spec = spec
@@ -39,8 +41,15 @@ class DirectAgent:
         self._verdict: Verdict | None = None
         self._lock = threading.Lock()
         self._protect = {os.getpid(), *procfs.ancestors(os.getpid())}
+        if spec.stdin == "pty":
+            raise StartError("pty mode needs the guarded backend (Linux, without RUNSTOP_NB_NO_GUARD=1)")
         self._popen = sup.call(self._spawn)
         self.pid = self._popen.pid
+        self.input_fd: int | None = None
+        if self._popen.stdin is not None:
+            self.input_fd = os.dup(self._popen.stdin.fileno())
+            os.set_blocking(self.input_fd, False)
+            self._popen.stdin.close()
         self.root = Pinned.now(self.pid)
         self._known: dict[int, Pinned] = {} if self.root is None else {self.pid: self.root}
         sup.add_ticker(self, self._tick)
@@ -55,7 +64,8 @@ class DirectAgent:
         try:
             popen: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
                 list(self.spec.argv), cwd=self.spec.cwd, env=dict(self.spec.env),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, **kwargs)
+                stdin=subprocess.PIPE if self.spec.stdin == "pipe" else subprocess.DEVNULL,
+                stdout=out, stderr=err, **kwargs)
             return popen
         except FileNotFoundError as e:
             raise CommandNotFoundError(f"command not found: {self.spec.argv[0]!r}") from e
@@ -83,6 +93,14 @@ class DirectAgent:
 
     def ended(self) -> Verdict | None:
         return self._verdict
+
+    def interrupt(self) -> None:
+        """SIGINT to the agent's group (its own session), while its root lives."""
+        if self.root is not None and self.root.alive() and hasattr(os, "killpg"):
+            try:
+                os.killpg(self.pid, signal.SIGINT)
+            except OSError:
+                pass
 
     def lost_reason(self) -> str | None:
         return None

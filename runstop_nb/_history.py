@@ -77,6 +77,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("stop_note", "TEXT"),
     ("containment", "TEXT"),  # cgroup, guard or none
     ("cgroup", "TEXT"),  # the run's cgroup v2 folder, when it had one
+    ("uid", "INTEGER"),  # the user the run's processes belong to
+    ("format", "TEXT"),  # stdout as read: claude, codex, gemini, text (auto while undecided)
+    ("agent", "TEXT"),  # JSON: the agent's summary (session, model, turns, tool calls, usage, result)
+    ("parent_id", "TEXT"),  # the run this one resumes
+    ("input", "TEXT"),  # null, pipe or pty
+    ("worktree", "TEXT"),  # JSON: path, branch, base commit, repository
+    ("options", "TEXT"),  # JSON: idle, max_cost, max_tokens, containment (what rerun and resume keep)
     ("updated_at", "REAL NOT NULL"),
     ("stop_requested", "REAL"),
     ("stop_request_grace", "REAL"),  # the grace `runstop stop --grace` asked for, else NULL
@@ -125,6 +132,9 @@ def _connect(path: Path) -> sqlite3.Connection:
             if name not in have:
                 conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type.split()[0]}")
         conn.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")
+        conn.execute("CREATE INDEX IF NOT EXISTS runs_name ON runs(name, started_at)")
+        conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status, started_at)")
+        conn.execute("CREATE INDEX IF NOT EXISTS runs_cookie ON runs(cookie)")
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:

@@ -27,6 +27,7 @@ from .errors import InvalidSpecError
 CONTAINMENT_VAR = "RUNSTOP_NB_CONTAINMENT"
 NO_GUARD_VAR = "RUNSTOP_NB_NO_GUARD"
 Wanted = Literal["auto", "cgroup", "guard"]
+Stdin = Literal["null", "pipe", "pty"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class LaunchSpec:
     grace: float
     started_at: float  # epoch seconds
     containment: Wanted = "auto"
+    stdin: Stdin = "null"  # /dev/null, a pipe the kernel writes to, or a terminal (pty mode)
 
 
 class Agent(Protocol):
@@ -48,6 +50,12 @@ class Agent(Protocol):
     pid: int
     containment: str  # "cgroup", "guard" or "none": what holds the tree
     returncode: int | None  # the root's exit status once known, else None
+    input_fd: int | None  # the kernel's end of the agent's stdin (pipe or terminal), if any
+    records_order: bool  # the backend writes order.idx (else the kernel's tail does)
+
+    def interrupt(self) -> None:
+        """Ctrl+C: SIGINT to the agent's foreground process group (not a stop)."""
+        ...
 
     def members(self) -> list[int]:
         """Pids of the tree's live processes (for statistics; may miss a newborn)."""

@@ -189,6 +189,8 @@ class GuardedAgent:
         self.containment = "guard"
         self.cgroup: str | None = None
         self.returncode: int | None = None
+        self.input_fd: int | None = None
+        self.records_order = True
         self._link = link
         self._sup = sup
         self._notify = notify
@@ -223,6 +225,7 @@ class GuardedAgent:
             "stdout": str(spec.logs.stdout), "stderr": str(spec.logs.stderr), "log_dir": str(spec.logs.dir),
             "grace": spec.grace, "started_at": spec.started_at, "cgroup": meta["cgroup"],
             "containment": want, "kernel_start": st.start if st else 0,
+            "order": str(spec.logs.order), "stdin": spec.stdin,
         })
         sup.call(lambda: sup.watch(mine, self._on_readable))
         try:
@@ -234,9 +237,16 @@ class GuardedAgent:
 
     def _on_readable(self) -> None:
         try:
-            data = self._sock.recv(1 << 16)
+            data, fds, _flags, _addr = socket.recv_fds(self._sock, 1 << 16, 1)
         except OSError:
-            data = b""
+            data, fds = b"", []
+        for fd in fds:  # the agent's stdin (a pipe, or its terminal), sent with "started"
+            os.set_inheritable(fd, False)
+            os.set_blocking(fd, False)
+            if self.input_fd is None:
+                self.input_fd = fd
+            else:
+                os.close(fd)
         if not data:
             self._close()
             if not self._ended.is_set() and self._started.is_set() and self._error is None:
@@ -318,6 +328,13 @@ class GuardedAgent:
 
     def ended(self) -> Verdict | None:
         return self._verdict if self._ended.is_set() else None
+
+    def interrupt(self) -> None:
+        if not self._closed:
+            try:
+                self._sock.sendall(wire.line("interrupt", None))
+            except OSError:
+                pass
 
     def lost_reason(self) -> str | None:
         return self._lost

@@ -1,15 +1,18 @@
 """A run's log folder: durable files written by the agent, and the kernel's live tail.
 
 The agent writes straight into ``stdout.log`` and ``stderr.log`` (opened ``O_APPEND`` by
-the guard), so every byte survives a kernel SIGKILL and no pipe can fill or hold the run
-open. The kernel only reads. It records the order in which it saw chunks of each stream
-in ``order.idx`` (``o123``/``e45`` lines), so ``output()`` interleaves the two streams as
-they appeared, at the poller's granularity; bytes written after the last record (say, in
-a kernel crash) are appended stdout first.
+its guard; in pty mode the guard copies the terminal into ``stdout.log``), so every byte
+survives a kernel SIGKILL and no pipe can fill or hold the run open. What was sent to its
+stdin is kept in ``stdin.log``. ``order.idx`` says how the three interleave, as records
+``o<n>`` / ``e<n>`` / ``i<n>`` (the next ``n`` bytes of that stream): the guard writes the
+agent's (it watches the files with inotify; see ``_proc/order.py``), the kernel writes the
+input's, and without a guard the kernel's tail writes them all, at its own granularity.
+Bytes no record describes (a crash) come last, stdout first.
 
-The live tail reads new bytes each tick. It counts every line, but decodes and keeps only
-the last ``FEED_WINDOW`` bytes of a tick, so a flood costs the kernel a bounded amount
-of Python work and memory.
+The live tail reads new bytes each tick, but decodes and keeps only the last
+``FEED_WINDOW`` bytes of a tick, so a flood costs the kernel a bounded amount of Python
+work and memory. Reading a tail from the log (``tail()``) reads a bounded amount from the
+end, so a 200 MB line without a newline costs no more than a short one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import codecs
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,12 +28,16 @@ from pathlib import Path
 
 from . import _terminal, _units
 
-STREAMS = ("stdout", "stderr")
-_TAG = {"stdout": b"o", "stderr": b"e"}
+STREAMS = ("stdout", "stderr")  # what the agent writes
+ALL_STREAMS = ("stdout", "stderr", "stdin")  # and what was sent to it
+_TAG = {"stdout": b"o", "stderr": b"e", "stdin": b"i"}
+_STREAM_OF = {v: k for k, v in _TAG.items()}
 COUNT_BLOCK = 256 << 10  # bytes per read while counting lines: short GIL holds
 FEED_WINDOW = 64 << 10  # at most this much of each tick's new text is decoded
 MAX_TAIL_LINES = 250  # display lines kept per run: the widget shows 200
 MAX_LINE_CHARS = 4000
+TAIL_BYTES_PER_LINE = 4096  # tail(n) reads at most n times this from the end (and at least 64 KiB)
+UNRECORDED_LAG = 0.3  # seconds the tail waits for the guard to record bytes before showing them anyway
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,15 @@ class LogFiles:
         return self.dir / "stderr.log"
 
     @property
+    def stdin(self) -> Path:
+        return self.dir / "stdin.log"
+
+    @property
     def order(self) -> Path:
         return self.dir / "order.idx"
 
     def path(self, stream: str) -> Path:
-        return self.stdout if stream == "stdout" else self.stderr
+        return {"stdout": self.stdout, "stderr": self.stderr, "stdin": self.stdin}[stream]
 
     def create(self) -> LogFiles:
         """Create the folder (0700) and empty log files (0600); agent output holds secrets."""
@@ -61,53 +73,80 @@ class LogFiles:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return self
 
-    def chunks(self) -> Iterator[tuple[str, int, int]]:
-        """(stream, offset, length) in the order the kernel saw them, then any remainder."""
-        offsets = {"stdout": 0, "stderr": 0}
-        sizes = {s: _file_size(self.path(s)) for s in STREAMS}
+    def chunks(self, streams: tuple[str, ...] = STREAMS) -> Iterator[tuple[str, int, int]]:
+        """(stream, offset, length) of ``streams`` in the order written, then any remainder."""
+        offsets = dict.fromkeys(ALL_STREAMS, 0)
+        sizes = {s: _file_size(self.path(s)) for s in ALL_STREAMS}
         try:
             records = self.order.read_bytes().split(b"\n")
         except OSError:
             records = []
         for rec in records:
-            if len(rec) < 2 or rec[:1] not in (b"o", b"e") or not rec[1:].isdigit():
+            stream = _STREAM_OF.get(rec[:1])
+            if stream is None or not rec[1:].isdigit():
                 continue
-            stream = "stdout" if rec[:1] == b"o" else "stderr"
             n = min(int(rec[1:]), sizes[stream] - offsets[stream])
             if n > 0:
-                yield stream, offsets[stream], n
+                if stream in streams:
+                    yield stream, offsets[stream], n
                 offsets[stream] += n
-        for stream in STREAMS:
+        for stream in streams:
             if sizes[stream] > offsets[stream]:
                 yield stream, offsets[stream], sizes[stream] - offsets[stream]
 
     def read_bytes(self, stream: str = "both") -> bytes:
-        """All bytes of one stream, or of both interleaved as they appeared."""
-        if stream != "both":
+        """All bytes of one stream, of the agent's two interleaved ("both"), or of all three ("all")."""
+        if stream in ALL_STREAMS:
             return read_range(self.path(stream), 0, None)
-        return b"".join(read_range(self.path(s), off, n) for s, off, n in self.chunks())
+        chosen = STREAMS if stream == "both" else ALL_STREAMS
+        return b"".join(read_range(self.path(s), off, n) for s, off, n in self.chunks(chosen))
 
     def output(self, stream: str = "both") -> str:
-        """What the agent wrote, decoded (``stream``: both, stdout or stderr)."""
-        if stream not in ("both", *STREAMS):
-            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
+        """What the agent wrote, decoded (``stream``: both, stdout, stderr; stdin or all for
+        what was sent to it too)."""
+        if stream not in ("both", "all", *ALL_STREAMS):
+            raise ValueError(f"stream must be 'both', 'stdout', 'stderr', 'stdin' or 'all', not {stream!r}")
         return self.read_bytes(stream).decode("utf-8", "replace")
 
+    def tail_chunks(self, n: int, streams: tuple[str, ...] = STREAMS) -> list[tuple[str, bytes]]:
+        """The bytes of about the last ``n`` lines, as (stream, data), oldest first.
+
+        Reads at most ``max(64 KiB, n * TAIL_BYTES_PER_LINE)`` bytes from the end: a huge
+        line is cut, never read whole (the caller marks the cut)."""
+        budget = max(64 << 10, n * TAIL_BYTES_PER_LINE)
+        picked: list[tuple[str, bytes]] = []
+        newlines = 0
+        for stream, off, length in reversed(list(self.chunks(streams))):
+            take = min(length, budget)
+            data = read_range(self.path(stream), off + length - take, take)
+            picked.append((stream, data))
+            newlines += data.count(b"\n")
+            budget -= take
+            if newlines > n or budget <= 0:
+                break
+        picked.reverse()
+        return picked
+
     def tail(self, n: int) -> str:
-        """The last ``n`` lines of the interleaved output, reading only the end of the files."""
+        """The last ``n`` lines of the interleaved output, ``\\r`` progress collapsed to what a
+        terminal shows, colours kept; a line cut for size says so. Reads only the end."""
         if n <= 0:
             return ""
-        parts: list[bytes] = []
-        newlines = 0
-        for stream, off, length in reversed(list(self.chunks())):
-            data = read_range(self.path(stream), off, length)
-            parts.append(data)
-            newlines += data.count(b"\n")
-            if newlines > n:
-                break
-        text = b"".join(reversed(parts)).decode("utf-8", "replace")
-        lines = text.splitlines()[-n:]
-        return "\n".join(lines) + ("\n" if lines and text.endswith("\n") else "")
+        data = b"".join(d for _, d in self.tail_chunks(n))
+        text = data.decode("utf-8", "replace")
+        ends = text.endswith("\n")
+        raw = text.split("\n")
+        if ends:
+            raw.pop()
+        raw = raw[-n:]
+        lines = [_terminal.collapse_cr(line).rstrip("\r") for line in raw]
+        total = sum(_file_size(self.path(s)) for s in STREAMS)
+        cut = lines and len(data) < total and len(lines) < n and not data.startswith(b"\n")
+        if cut and "\r" not in raw[0].rstrip("\r"):  # after a \r, a terminal shows none of the cut part
+            lines[0] = f"… [{total - len(data):,} earlier bytes of this line in the log] " + lines[0]
+        for i, line in enumerate(lines):
+            lines[i] = _terminal.clip(line, 4 * MAX_LINE_CHARS)
+        return "\n".join(lines) + ("\n" if lines and ends else "")
 
 
 def _file_size(path: Path) -> int:
@@ -135,7 +174,7 @@ class TailBuffer:
     def __init__(self, max_lines: int = MAX_TAIL_LINES) -> None:
         self._lock = threading.Lock()
         self._lines: deque[tuple[str, str]] = deque(maxlen=max_lines)
-        self._pending = {"stdout": "", "stderr": ""}
+        self._pending = dict.fromkeys(ALL_STREAMS, "")
         self.version = 0
         self.omitted = 0  # bytes never decoded for display (floods)
         self.on_change: Callable[[], None] | None = None  # set by a widget: wakes its renderer
@@ -167,7 +206,7 @@ class TailBuffer:
         """The last ``n`` display lines, partial lines included, as (stream, text)."""
         with self._lock:
             out = list(self._lines)
-            for stream in STREAMS:
+            for stream in ALL_STREAMS:
                 if self._pending[stream]:
                     out.append((stream, _terminal.clip(_terminal.clean(self._pending[stream]), MAX_LINE_CHARS)))
         return out if n is None else out[-n:]
@@ -224,64 +263,133 @@ class LineCounter:
 
 
 class LiveTail:
-    """Reads a running agent's logs for display. Driven by the supervisor thread only.
+    """Reads a running agent's logs for display, in the order written. Supervisor thread only.
 
-    Each poll reads at most ``FEED_WINDOW`` new bytes per stream, the end of what was
-    written since the last poll, so a flood costs a bounded amount of work per tick.
+    ``writes_order``: no guard records the order (the direct backend), so this tail writes
+    ``order.idx`` itself, one record per stream per tick. Otherwise it follows the guard's
+    records, and shows bytes no record has described after ``UNRECORDED_LAG`` anyway (a
+    stopped guard must not freeze the display). Each poll decodes at most ``FEED_WINDOW``
+    new bytes, the end of what was written since the last poll.
     """
 
-    def __init__(self, files: LogFiles, buffer: TailBuffer) -> None:
+    def __init__(self, files: LogFiles, buffer: TailBuffer, *, writes_order: bool) -> None:
         self.files = files
         self.buffer = buffer
-        self._fds = {s: os.open(files.path(s), os.O_RDONLY) for s in STREAMS}
-        self._offsets = {s: 0 for s in STREAMS}
-        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in STREAMS}
-        self._order = open(files.order, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self.writes_order = writes_order
+        self._fds: dict[str, int] = {}
+        self._fed = dict.fromkeys(ALL_STREAMS, 0)  # bytes of each stream handed to the buffer
+        self._recorded = dict.fromkeys(ALL_STREAMS, 0)  # bytes the order records describe
+        self._seen = dict.fromkeys(STREAMS, 0)  # the agent's bytes so far (for counts)
+        self._waiting: dict[str, float] = {}  # stream -> when unrecorded bytes were first seen
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ALL_STREAMS}
+        self._order = os.open(files.order, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        self._order_pos = 0
+        self._order_rest = b""
         self.closed = False
 
     @property
     def bytes(self) -> int:
-        return sum(self._offsets.values())
+        return sum(self._seen.values())
 
-    def poll(self) -> bool:
-        """Read whatever is new (its last FEED_WINDOW bytes); return True if anything was."""
+    def _fd(self, stream: str) -> int | None:
+        fd = self._fds.get(stream)
+        if fd is None:
+            try:
+                fd = self._fds[stream] = os.open(self.files.path(stream), os.O_RDONLY)
+            except OSError:
+                return None
+        return fd
+
+    def _size(self, stream: str) -> int:
+        fd = self._fd(stream)
+        return os.fstat(fd).st_size if fd is not None else 0
+
+    def _records(self, skip: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+        """New order records, as (stream, offset the stream reaches); ``skip``: streams whose
+        records this tail wrote itself (already counted)."""
+        size = os.fstat(self._order).st_size
+        if size <= self._order_pos:
+            return []
+        data = self._order_rest + os.pread(self._order, size - self._order_pos, self._order_pos)
+        self._order_pos = size
+        *complete, self._order_rest = data.split(b"\n")
+        out = []
+        for rec in complete:
+            stream = _STREAM_OF.get(rec[:1])
+            if stream is not None and stream not in skip and rec[1:].isdigit():
+                self._recorded[stream] += int(rec[1:])
+                out.append((stream, self._recorded[stream]))
+        return out
+
+    def poll(self, final: bool = False) -> bool:
+        """Read whatever is new, in order; return True if the agent wrote anything."""
         if self.closed:
             return False
-        got = False
-        for stream in STREAMS:
-            fd = self._fds[stream]
-            size = os.fstat(fd).st_size
-            start = self._offsets[stream]
-            if size <= start:
+        sizes = {s: self._size(s) for s in ALL_STREAMS}
+        grew = any(sizes[s] > self._seen[s] for s in STREAMS)
+        for s in STREAMS:
+            self._seen[s] = sizes[s]
+        own: list[tuple[str, int]] = []
+        if self.writes_order:
+            for s in STREAMS:  # one record per stream per tick: the kernel's granularity
+                if sizes[s] > self._recorded[s]:
+                    os.write(self._order, b"%s%d\n" % (_TAG[s], sizes[s] - self._recorded[s]))
+                    self._recorded[s] = sizes[s]
+                    own.append((s, sizes[s]))
+        new = self._records(skip=STREAMS if self.writes_order else ())
+        chunks = [(s, upto) for s, upto in new + own if upto > self._fed[s]]
+        now = time.monotonic()
+        for s in ALL_STREAMS:  # bytes no record describes: wait a moment for the guard, then show them
+            ahead = sizes[s] > max(self._fed[s], self._recorded[s], *(u for c, u in chunks if c == s))
+            if not ahead:
+                self._waiting.pop(s, None)
+            elif final or now - self._waiting.setdefault(s, now) >= UNRECORDED_LAG:
+                chunks.append((s, sizes[s]))
+                self._waiting.pop(s, None)
+        self._feed(chunks)
+        return grew
+
+    def _feed(self, chunks: list[tuple[str, int]]) -> None:
+        spans = []
+        for stream, upto in chunks:
+            if upto > self._fed[stream]:
+                spans.append((stream, self._fed[stream], upto))
+                self._fed[stream] = upto
+        # Keep the newest FEED_WINDOW bytes; what is skipped is marked once (the log has it all).
+        budget, keep, skipped = FEED_WINDOW, [], 0
+        for stream, start, end in reversed(spans):
+            take = min(end - start, budget)
+            skipped += end - start - take
+            if take:
+                keep.append((stream, end - take, end, take < end - start))
+            budget -= take
+        if skipped:
+            self.buffer.note_omitted(spans[0][0], skipped)
+        for stream, start, end, cut in reversed(keep):
+            fd = self._fd(stream)
+            if fd is None:
                 continue
-            got = True
-            feed_from = max(start, size - FEED_WINDOW)
-            data = os.pread(fd, size - feed_from, feed_from)
-            self._offsets[stream] = size
-            self._order.write(b"%s%d\n" % (_TAG[stream], size - start))
-            if feed_from > start:
+            data = os.pread(fd, end - start, start)
+            if cut:
                 # Start the shown text at a line boundary (a \r one too: a progress bar's
-                # latest state must survive), after what is not shown. A window with no
-                # boundary at all is the end of one huge line: keep it.
+                # latest state must survive). A window with no boundary is the end of one huge line.
                 cuts = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
-                cut = min(cuts) + 1 if cuts else 0
-                data = data[cut:]
+                data = data[min(cuts) + 1 :] if cuts else data
                 self._decoders[stream].reset()
-                self.buffer.note_omitted(stream, feed_from - start + cut)
             text = self._decoders[stream].decode(data)
             if text:
                 self.buffer.feed(stream, text)
-        return got
 
     def close(self) -> None:
-        """Final read, then release the descriptors."""
+        """Final read (everything, in order), then release the descriptors."""
         if self.closed:
             return
-        self.poll()
-        for stream in STREAMS:
+        self.poll(final=True)
+        for stream in ALL_STREAMS:
             rest = self._decoders[stream].decode(b"", final=True)
             if rest:
                 self.buffer.feed(stream, rest)
-            os.close(self._fds[stream])
-        self._order.close()
+        for fd in self._fds.values():
+            os.close(fd)
+        os.close(self._order)
         self.closed = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import shlex
 import sqlite3
 import time
@@ -24,21 +25,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._agents import AgentSummary, Card, resume_argv
 from ._history import Store, store_for
 from ._home import db_path
 from ._janitor import owner_alive, scan
-from ._logs import STREAMS, LogFiles, TailBuffer, read_range
+from ._logs import ALL_STREAMS, STREAMS, LineCounter, LogFiles, TailBuffer
+from ._logs import _file_size as log_size
 from ._proc.guard import VERDICT_FILE
 from ._record import RunRecord
 from ._recorder import HOST, flush
 from ._results import StopResult
+from ._spec import DEFAULT_IDLE
 from ._status import JUDGED, LIVE, STATUSES, TERMINAL
+from ._transcript import Transcript, rebuild
 from ._units import clock
-from .errors import HistoryError, InvalidSpecError, NameInUseError, RunNotFoundError
+from ._worktree import FileChange, Worktree, workdir_for
+from ._worktree import diff as wt_diff
+from ._worktree import diffstat as wt_diffstat
+from ._worktree import remove as wt_remove
+from .errors import HistoryError, InputError, InvalidSpecError, NameInUseError, RunNotFoundError, RunstopError
 
 if TYPE_CHECKING:
     from ._run import Run
 
+MY_UID = os.getuid() if hasattr(os, "getuid") else -1
 TAIL_LINES = 200  # display lines a past run's buffer holds, as an ended Run keeps
 
 
@@ -58,7 +68,12 @@ def judge(records: list[RunRecord]) -> list[RunRecord]:
             owner = (rec.kernel_pid, rec.kernel_ctime)
             if owner not in owners:
                 owners[owner] = owner_alive(*owner)
-            if not owners[owner]:
+            if not owners[owner] and rec.uid is not None and rec.uid != MY_UID and MY_UID != 0:
+                # Another user's processes cannot be read: say so, do not guess "lost".
+                rec = replace(rec, error=rec.error or (
+                    f"its kernel is gone; its processes belong to uid {rec.uid}, so whether they still run "
+                    "cannot be checked from here; run `runstop ls` as that user"))
+            elif not owners[owner]:
                 if live_cookies is None:
                     live_cookies = {t.cookie for t in scan()}  # one /proc pass for all rows
                 if rec.cookie in live_cookies:
@@ -230,6 +245,7 @@ class PastRun:
         self._logs = LogFiles(self.log_dir)
         self._counts: tuple[int, int] | None = None
         self._buffer: TailBuffer | None = None
+        self._parsed: Transcript | None = None
 
     @property
     def elapsed(self) -> float:
@@ -237,16 +253,14 @@ class PastRun:
         return elapsed(self.record) or 0.0
 
     def _count(self) -> tuple[int, int]:
-        size = sum(self._logs.path(s).stat().st_size for s in STREAMS if self._logs.path(s).exists())
-        if size == self.record.bytes:
-            return self.record.lines, self.record.bytes
-        if self._counts is None:  # recorded before its last output (e.g. its kernel died): count the logs
-            lines = size = 0
-            for stream in STREAMS:
-                data = read_range(self._logs.path(stream), 0, None)
-                size += len(data)
-                lines += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-            self._counts = (lines, size)
+        """Lines and bytes of the logs: the row's, unless the logs grew after it was written
+        (its kernel died mid-run), then counted from the logs in blocks, as a Run counts."""
+        if self._counts is None:
+            size = sum(log_size(self._logs.path(s)) for s in STREAMS)
+            if size == self.record.bytes:
+                self._counts = (self.record.lines, self.record.bytes)
+            else:
+                self._counts = (LineCounter(self._logs).count(), size)
         return self._counts
 
     @property
@@ -259,31 +273,137 @@ class PastRun:
 
     @property
     def buffer(self) -> TailBuffer:
-        """The last lines of output, cleaned and tagged by stream, as a Run's buffer holds them."""
+        """The last lines of output, cleaned and tagged by stream, as a Run's buffer holds
+        them. Reads a bounded amount from the end of the logs, whatever their size."""
         if self._buffer is None:
-            picked: list[tuple[str, bytes]] = []
-            newlines = 0
-            for stream, off, n in reversed(list(self._logs.chunks())):
-                data = read_range(self._logs.path(stream), off, n)
-                picked.append((stream, data))
-                newlines += data.count(b"\n")
-                if newlines > TAIL_LINES:
-                    break
             buf = TailBuffer()
-            decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in STREAMS}
-            for stream, data in reversed(picked):
+            decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ALL_STREAMS}
+            for stream, data in self._logs.tail_chunks(TAIL_LINES, ALL_STREAMS):
                 buf.feed(stream, decoders[stream].decode(data))
             buf.shrink(TAIL_LINES)
             self._buffer = buf
         return self._buffer
 
     def output(self, stream: str = "both") -> str:
-        """Everything the agent wrote, from the log (``stream``: both, stdout, stderr)."""
+        """Everything the agent wrote, from the log (``stream``: both, stdout, stderr, stdin, all)."""
         return self._logs.output(stream)
 
     def tail(self, n: int = 50) -> str:
-        """The last ``n`` lines of output, from the log."""
+        """The last ``n`` lines of output, from the log (``\\r`` collapsed, bounded reads)."""
         return self._logs.tail(n)
+
+    def command_text(self) -> str:
+        return command_text(self.record)
+
+    # -- what a live run can do, a past run cannot ---------------------------------------
+
+    live = False
+    idle_for = None
+    waiting = None
+    stdin_open = False
+
+    @property
+    def containment(self) -> str:
+        return self.record.containment or "none"
+
+    @property
+    def idle_after(self) -> float:
+        return float((self.record.options or {}).get("idle") or DEFAULT_IDLE)
+
+    def _not_live(self, what: str) -> RunstopError:
+        return InvalidSpecError(f"{self.name!r} is a past run ({self.status}); it cannot {what}. "
+                                f"runstop_nb.get({self.name!r}) gives a live run of this kernel")
+
+    def stop(self, grace: float | None = None) -> StopResult:
+        raise self._not_live("be stopped from here; `runstop stop` stops any live run")
+
+    def send(self, text: object) -> None:
+        raise InputError(f"{self.name!r} is a past run ({self.status}); nothing can be sent to it")
+
+    def interrupt(self) -> None:
+        raise InputError(f"{self.name!r} is a past run ({self.status}); there is nothing to interrupt")
+
+    def member_pids(self) -> list[int]:
+        return []
+
+    # -- agent runs ---------------------------------------------------------------------
+
+    @property
+    def format(self) -> str:
+        return self.record.format or "text"
+
+    def _transcript(self) -> Transcript | None:
+        if self.format not in ("claude", "codex", "gemini"):
+            return None
+        if self._parsed is None:
+            self._parsed = rebuild(self._logs.stdout, self.format)  # type: ignore[arg-type]
+        return self._parsed
+
+    @property
+    def agent(self) -> AgentSummary | None:
+        """The summary the history kept (from the whole stream), else rebuilt from the log."""
+        if self.record.agent:
+            return AgentSummary.from_dict(self.record.agent)
+        t = self._transcript()
+        return t.summary() if t is not None else None
+
+    def cards(self, n: int | None = None) -> list[Card]:
+        t = self._transcript()
+        return list(t.cards(n)) if t is not None else []
+
+    def card_text(self, card_id: str) -> str | None:
+        t = self._transcript()
+        return t.card_text(card_id) if t is not None else None
+
+    def resume(self, prompt: str, env: Mapping[str, str | None] | None = None) -> Run:
+        """Continue this agent's session with ``prompt``, as a new run of this kernel linked
+        to this one (env values as for ``rerun``)."""
+        from ._api import start
+
+        summary = self.agent
+        if summary is None or not summary.session_id:
+            raise InvalidSpecError(f"{self.name!r} has no agent session to resume (format {self.format})")
+        try:
+            argv = resume_argv(summary.kind, self.argv, summary.session_id, prompt)
+        except ValueError as e:
+            raise InvalidSpecError(str(e)) from None
+        tree = self.worktree
+        cwd = workdir_for(tree, self.cwd) if tree is not None else self.cwd
+        kwargs = {**self._start_options(env), "cwd": cwd, "format": summary.kind, "parent": self.id}
+        kwargs.pop("shell", None)
+        try:
+            new = start(argv, name=self.name, **kwargs)
+        except NameInUseError:
+            new = start(argv, **kwargs)
+        if prompt not in argv and summary.kind == "claude":
+            new.send(prompt)
+        return new
+
+    # -- worktree -----------------------------------------------------------------------
+
+    @property
+    def worktree(self) -> Worktree | None:
+        data = self.record.worktree
+        if not data:
+            return None
+        try:
+            return Worktree(**data)
+        except TypeError:
+            return None
+
+    def diff(self) -> str:
+        tree = self.worktree
+        return wt_diff(tree) if tree is not None else ""
+
+    def diffstat(self) -> list[FileChange]:
+        tree = self.worktree
+        return wt_diffstat(tree) if tree is not None else []
+
+    def discard(self, force: bool = False) -> None:
+        """Remove the run's worktree and its branch; refuses uncommitted or unmerged work unless ``force``."""
+        tree = self.worktree
+        if tree is not None:
+            wt_remove(tree, force=force)
 
     def wait(self, timeout: float | None = None) -> str:
         return self.status
@@ -302,14 +422,8 @@ class PastRun:
         """This run as the history has it now."""
         return load(self.id)
 
-    def rerun(self, env: Mapping[str, str | None] | None = None) -> Run:
-        """Start this run's command again as a new run of this kernel (same name if free).
-
-        History keeps the *keys* of the env overrides, never their values (they may be
-        secrets). If the run set any, pass them again as ``env``; a run of this kernel
-        reuses its own values. Keys the run removed are removed again.
-        """
-        from ._api import start
+    def _start_options(self, env: Mapping[str, str | None] | None) -> dict[str, Any]:
+        """What start() needs to run this command again: env values as the history allows."""
         from ._registry import registry
 
         rec = self.record
@@ -325,12 +439,28 @@ class PastRun:
                     f"pass them again: rerun(env={{{rec.env_keys[0]!r}: ...}}), or env={{}} to run without"
                 )
             overrides = dict(mine[0].spec.env_overrides)
+        options = rec.options or {}
+        return {"cwd": rec.cwd, "env": overrides, "timeout": rec.timeout, "grace": rec.grace, "shell": rec.shell,
+                "stdin": rec.input == "pipe", "pty": rec.input == "pty", "idle": options.get("idle"),
+                "max_cost": options.get("max_cost"), "max_tokens": options.get("max_tokens")}
+
+    def rerun(self, env: Mapping[str, str | None] | None = None) -> Run:
+        """Start this run's command again as a new run of this kernel (same name if free).
+
+        History keeps the *keys* of the env overrides, never their values (they may be
+        secrets). If the run set any, pass them again as ``env``; a run of this kernel
+        reuses its own values. Keys the run removed are removed again.
+        """
+        from ._api import start
+
+        rec = self.record
         cmd: str | list[str] = rec.command if isinstance(rec.command, str) else list(rec.command)
-        kwargs = dict(cwd=rec.cwd, env=overrides, timeout=rec.timeout, grace=rec.grace, shell=rec.shell)
+        kwargs = {**self._start_options(env), "format": (rec.options or {}).get("format") or "auto",
+                  "worktree": rec.worktree is not None}
         try:
-            return start(cmd, name=self.name, **kwargs)  # type: ignore[arg-type]
+            return start(cmd, name=self.name, **kwargs)
         except NameInUseError:
-            return start(cmd, **kwargs)  # type: ignore[arg-type]
+            return start(cmd, **kwargs)
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
         """In a notebook, a past run displays as a read-only run widget (with Rerun)."""

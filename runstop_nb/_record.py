@@ -71,6 +71,13 @@ class RunRecord:
     stop_note: str | None = None
     containment: str | None = None
     cgroup: str | None = None
+    uid: int | None = None
+    format: str | None = None
+    agent: dict[str, Any] | None = None
+    parent_id: str | None = None
+    input: str | None = None
+    worktree: dict[str, str] | None = None
+    options: dict[str, Any] | None = None
 
     @property
     def last_stop(self) -> StopResult | None:
@@ -116,8 +123,19 @@ def record_from_row(row: sqlite3.Row) -> RunRecord:
         stop_unkillable=row["stop_unkillable"], stop_signalled=row["stop_signalled"],
         stop_swept=row["stop_swept"], stop_elapsed_s=row["stop_elapsed_s"], stop_error=row["stop_error"],
         stop_verified_by=row["stop_verified_by"], stop_cause=row["stop_cause"], stop_note=row["stop_note"],
-        containment=row["containment"], cgroup=row["cgroup"],
+        containment=row["containment"], cgroup=row["cgroup"], uid=row["uid"], format=row["format"],
+        agent=_json(row["agent"]), parent_id=row["parent_id"], input=row["input"],
+        worktree=_json(row["worktree"]), options=_json(row["options"]),
     )
+
+
+def _json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def stop_columns(stop: StopResult | None) -> dict[str, Any]:

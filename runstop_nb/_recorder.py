@@ -15,6 +15,7 @@ way its Stop button would), and refreshes line and byte counts every ``PROGRESS_
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ def run_row(run: Run) -> dict[str, Any]:
     state = run.state()  # status, returncode and ended_at change together
     status, returncode, ended = state.status, state.returncode, state.ended_at
     kernel_pid, kernel_ctime = kernel_identity()
+    agent = run.agent
     env = spec.env_overrides
     command = spec.command if isinstance(spec.command, str) else list(spec.command)
     return {
@@ -76,7 +78,12 @@ def run_row(run: Run) -> dict[str, Any]:
         "timeout": spec.timeout, "grace": spec.grace, "pid": state.pid, "error": state.error,
         "kernel_pid": kernel_pid, "kernel_ctime": kernel_ctime, "host": HOST, "cookie": spec.cookie,
         "log_dir": str(run.log_dir), "lines": run.lines, "bytes": run.bytes,
-        "containment": state.containment, "cgroup": state.cgroup,
+        "containment": state.containment, "cgroup": state.cgroup, "uid": os.getuid() if hasattr(os, "getuid") else None,
+        "format": run.format, "agent": json.dumps(agent.as_dict()) if agent is not None else None,
+        "parent_id": run.parent, "input": "pty" if spec.pty else "pipe" if spec.stdin else "null",
+        "worktree": json.dumps(dataclasses.asdict(run.worktree)) if run.worktree is not None else None,
+        "options": json.dumps({"idle": spec.idle, "max_cost": spec.max_cost, "max_tokens": spec.max_tokens,
+                               "containment": spec.containment, "format": spec.format}),
         **stop_columns(state.last_stop), "updated_at": time.time(),
     }
 

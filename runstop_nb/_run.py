@@ -8,7 +8,9 @@ started it.
 
 from __future__ import annotations
 
+import builtins
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from ._agents import AgentSummary, Card, resume_argv, user_message_line
 from ._kernelstate import kernel_state
 from ._lifecycle import Event, next_status
 from ._logs import LineCounter, LiveTail, LogFiles, TailBuffer
@@ -26,16 +29,20 @@ from ._proc.ladder import Verdict
 from ._results import StopResult, Survivor
 from ._spec import RunSpec, check_seconds
 from ._status import RunStatus, StopCause, StopReason
-from ._units import clock
+from ._transcript import Transcript
+from ._units import clock, size
+from .errors import InputError, InvalidSpecError
 
 if TYPE_CHECKING:
     from ._launcher import Agent
     from ._supervisor import Supervisor
+    from ._worktree import FileChange, Worktree
 
 log = logging.getLogger("runstop_nb")
 WATCH_EVERY = 0.25  # seconds between checks on a tree that survived SIGKILL
 ENDED_TAIL_LINES = 200  # display lines kept in memory once a run has ended
 FIRST_OUTPUT_WINDOW = 3.0  # seconds a new run's logs are polled every 10 ms, until it writes
+SEND_TIMEOUT = 2.0  # seconds send() waits for an agent that is not reading its input
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,11 @@ class Run:
     holds its tree: ``cgroup``, ``guard`` or ``none``.
     """
 
+    live = True  # a run of this kernel: it can be stopped, sent input, resumed
+
     def __init__(self, spec: RunSpec, name: str, logs: LogFiles, supervisor: Supervisor,
-                 key: str | None = None, restart: Callable[..., Run] | None = None) -> None:
+                 key: str | None = None, restart: Callable[..., Run] | None = None,
+                 worktree: Worktree | None = None) -> None:
         self.spec = spec
         self.id = spec.id
         self.name = name
@@ -81,6 +91,14 @@ class Run:
         self.error: str | None = None  # why a run ended abnormally, e.g. its guard died
         self.last_stop: StopResult | None = None
         self.buffer = TailBuffer()
+        self.worktree = worktree
+        self.parent = spec.parent  # the run this one resumes
+        self.idle_after = spec.idle
+        self._transcript = Transcript(logs.stdout, spec.format) if spec.format != "text" else None  # type: ignore[arg-type]
+        self._budget_hit = False
+        self._last_output = time.monotonic()
+        self._input_fd: int | None = None
+        self._input_lock = threading.Lock()
         self._logs = logs
         self._supervisor = supervisor
         self._restart = restart
@@ -110,7 +128,8 @@ class Run:
         self.pid = agent.pid
         self.containment = agent.containment
         self.cgroup = getattr(agent, "cgroup", None)
-        self._tail = LiveTail(self._logs, self.buffer)
+        self._input_fd = agent.input_fd
+        self._tail = LiveTail(self._logs, self.buffer, writes_order=not agent.records_order)
         self._supervisor.add_ticker(self, self._tick)
         self._supervisor.hurry(self, FIRST_OUTPUT_WINDOW)  # show the first line within ~10 ms
         self.on_agent_event()  # it may have ended already
@@ -200,6 +219,17 @@ class Run:
         """The last ``n`` lines of output, from the log."""
         return self._logs.tail(n)
 
+    def command_text(self) -> str:
+        """The command as a person would type it."""
+        import shlex
+
+        return self.spec.command if isinstance(self.spec.command, str) else shlex.join(self.argv)
+
+    def _options(self) -> dict[str, Any]:
+        spec = self.spec
+        return dict(timeout=spec.timeout, grace=spec.grace, containment=spec.containment, stdin=spec.stdin,
+                    pty=spec.pty, idle=spec.idle, max_cost=spec.max_cost, max_tokens=spec.max_tokens)
+
     def rerun(self) -> Run:
         """Start the same command again, as a new run (same name once this one has ended)."""
         if self._restart is None:
@@ -207,10 +237,174 @@ class Run:
         spec = self.spec
         return self._restart(
             spec.command if spec.shell else list(spec.command),
-            name=self.name if self.done else None,
-            cwd=spec.cwd, env=dict(spec.env_overrides), timeout=spec.timeout, grace=spec.grace,
-            shell=spec.shell, key=self.key,
+            name=self.name if self.done else None, cwd=spec.cwd, env=dict(spec.env_overrides),
+            shell=spec.shell, key=self.key, format=spec.format, worktree=spec.worktree, **self._options(),
         )
+
+    # -- agent runs -------------------------------------------------------------------
+
+    @property
+    def format(self) -> str:
+        """The stdout event format: claude, codex, gemini, text, or auto while undecided."""
+        return self._transcript.kind if self._transcript is not None else "text"
+
+    @property
+    def agent(self) -> AgentSummary | None:
+        """The agent's session, model, turns, tool calls, usage and result (None for a plain run)."""
+        return self._transcript.summary() if self._transcript is not None else None
+
+    def cards(self, n: int | None = None) -> list[Card]:
+        """The newest ``n`` cards of the agent's work, oldest first (empty for a plain run)."""
+        return list(self._transcript.cards(n)) if self._transcript is not None else []
+
+    def card_text(self, card_id: str) -> str | None:
+        """A card's whole text (for "show all"), while it is still held."""
+        return self._transcript.card_text(card_id) if self._transcript is not None else None
+
+    @property
+    def idle_for(self) -> float | None:
+        """Seconds since the agent last wrote anything (None once the run has ended)."""
+        return None if self.done else time.monotonic() - self._last_output
+
+    @property
+    def waiting(self) -> str | None:
+        """Why the agent waits for the user (a permission denial, an input request), or None."""
+        summary = self.agent
+        return summary.waiting if summary is not None and not self.done else None
+
+    def resume(self, prompt: str) -> Run:
+        """Continue this agent's session with ``prompt``, as a new run linked to this one.
+
+        Uses the CLI's own resume syntax (``claude -p --resume ID``, ``codex exec resume ID``,
+        ``gemini --resume ID``), keeping the original options, working folder (its worktree,
+        if it had one) and limits. The run must have ended."""
+        summary = self.agent
+        if summary is None or not summary.session_id:
+            raise InvalidSpecError(f"{self.name!r} has no agent session to resume (format {self.format})")
+        if not self.done:
+            raise InvalidSpecError(f"{self.name!r} is still running; stop it or wait for it, then resume")
+        if self._restart is None:
+            raise RuntimeError("this run was not started by runstop_nb.start()")
+        try:
+            argv = resume_argv(summary.kind, self.argv, summary.session_id, prompt)
+        except ValueError as e:
+            raise InvalidSpecError(str(e)) from None
+        cwd = self.cwd if self.worktree is None else self._worktree_cwd()
+        new = self._restart(argv, name=self.name, cwd=cwd, env=dict(self.spec.env_overrides), key=self.key,
+                            format=summary.kind, parent=self.id, **self._options())
+        if prompt not in argv and summary.kind == "claude":  # --input-format stream-json: the prompt goes in on stdin
+            new.send(prompt)
+        return new
+
+    def _worktree_cwd(self) -> str:
+        from ._worktree import workdir_for
+
+        assert self.worktree is not None
+        return workdir_for(self.worktree, self.spec.cwd)
+
+    # -- input ------------------------------------------------------------------------
+
+    @property
+    def stdin_open(self) -> bool:
+        """True while input can be sent (the run was started with stdin or pty, and is live)."""
+        return self._input_fd is not None and not self.done
+
+    def send(self, text: str | builtins.bytes) -> None:
+        """Write ``text`` to the agent's stdin (its terminal, in pty mode); never blocks long.
+
+        For Claude Code reading ``--input-format stream-json``, text is wrapped as the user
+        message event it expects. What is sent is kept in the log as its own stream.
+        Raises InputError if the run has ended, has no stdin, or does not read it (its pipe
+        stays full for SEND_TIMEOUT seconds; what could be written is kept in the log)."""
+        if self.done or self._status.terminal:
+            raise InputError(f"{self.name!r} has ended; nothing can be sent to it")
+        fd = self._input_fd
+        if fd is None:
+            raise InputError(f"{self.name!r} was started without stdin; use %agent_run --stdin or start(stdin=True)")
+        if isinstance(text, str) and self._wants_stream_json():
+            data = user_message_line(text)
+        else:
+            data = text.encode() if isinstance(text, str) else builtins.bytes(text)
+        import select
+
+        with self._input_lock:
+            sent, deadline = 0, time.monotonic() + SEND_TIMEOUT
+            try:
+                while sent < len(data):
+                    try:
+                        sent += os.write(fd, data[sent:])
+                    except BlockingIOError:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not select.select([], [fd], [], left)[1]:
+                            raise InputError(
+                                f"{self.name!r} is not reading its input (its pipe was full for {SEND_TIMEOUT:.0f} s); "
+                                f"sent {size(sent)} of {size(len(data))}") from None
+            except (BrokenPipeError, OSError) as e:
+                if isinstance(e, InputError):
+                    raise
+                raise InputError(f"{self.name!r} closed its input ({e.strerror or e}); nothing more can be sent") from None
+            finally:
+                self._record_input(data[:sent])
+
+    def _wants_stream_json(self) -> bool:
+        argv = self.argv
+        return any(a == "--input-format" and argv[i + 1 : i + 2] == ["stream-json"] for i, a in enumerate(argv)) or (
+            "--input-format=stream-json" in argv)
+
+    def _record_input(self, data: builtins.bytes) -> None:
+        if not data:
+            return
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = os.open(self._logs.stdin, flags, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        order = os.open(self._logs.order, flags, 0o600)
+        try:
+            os.write(order, b"i%d\n" % len(data))
+        finally:
+            os.close(order)
+
+    def close_stdin(self) -> None:
+        """End the agent's input (it reads EOF). Idempotent."""
+        with self._input_lock:
+            fd, self._input_fd = self._input_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def interrupt(self) -> None:
+        """Ctrl+C: SIGINT to the agent's foreground process group (its terminal's, in pty
+        mode). Not a stop: the agent decides what to do with it."""
+        agent = self._agent
+        if agent is None or self.done:
+            raise InputError(f"{self.name!r} has ended; there is nothing to interrupt")
+        agent.interrupt()
+
+    # -- worktree ---------------------------------------------------------------------
+
+    def diff(self) -> str:
+        """What the agent changed in its worktree, against the commit it started from
+        (uncommitted and untracked files included). "" for a run without a worktree."""
+        from ._worktree import diff
+
+        return diff(self.worktree) if self.worktree is not None else ""
+
+    def diffstat(self) -> list[FileChange]:
+        """The files the agent changed in its worktree, with +/- line counts."""
+        from ._worktree import diffstat
+
+        return diffstat(self.worktree) if self.worktree is not None else []
+
+    def discard(self, force: bool = False) -> None:
+        """Remove the run's worktree and its branch; refuses uncommitted or unmerged work unless ``force``."""
+        from ._worktree import remove
+
+        if self.worktree is None:
+            return
+        if not self.done:
+            raise InvalidSpecError(f"{self.name!r} is still running in its worktree; stop it first")
+        remove(self.worktree, force=force)
 
     def add_listener(self, fn: Callable[[Run], None]) -> Callable[[], None]:
         """Call ``fn(run)`` on every status change, from any thread; return an unsubscribe.
@@ -276,10 +470,30 @@ class Run:
         with self._tail_lock:
             if self._tail is not None and not self._tail.closed and self._tail.poll():
                 self._supervisor.relax(self)
+                self._last_output = time.monotonic()
+        transcript = self._transcript
+        if transcript is not None and transcript.poll() and not self._budget_hit:
+            over = self._over_budget()
+            if over and self._status == RunStatus.RUNNING:
+                self._budget_hit = True
+                self._spawn(lambda: self.stop_for("budget", note=over), "budget")
         if (self._deadline is not None and self._status == RunStatus.RUNNING and not self._ending
                 and time.monotonic() >= self._deadline):
             self._deadline = None
             self._spawn(lambda: self._stop("timeout", self.grace, None), "timeout")
+
+    def _over_budget(self) -> str | None:
+        """"budget exceeded: …" once a total passed the run's limit, else None."""
+        summary = self.agent
+        if summary is None:
+            return None
+        usage, spec = summary.usage, self.spec
+        if spec.max_cost is not None and usage.cost_usd is not None and usage.cost_usd > spec.max_cost:
+            return f"budget exceeded: ${usage.cost_usd:.4f} spent, limit ${spec.max_cost:.4f}"
+        tokens = usage.input_tokens + usage.output_tokens
+        if spec.max_tokens is not None and tokens > spec.max_tokens:
+            return f"budget exceeded: {tokens:,} tokens, limit {spec.max_tokens:,}"
+        return None
 
     def on_agent_event(self) -> None:
         """The agent's root exited, its tree ended, or its guard died (supervisor thread)."""
@@ -423,6 +637,9 @@ class Run:
             if self._tail is not None:
                 self._tail.close()
                 self._final_bytes = self._tail.bytes
+        if self._transcript is not None:
+            self._transcript.close()
+        self.close_stdin()
         self.buffer.shrink(ENDED_TAIL_LINES)
         self._supervisor.remove_ticker(self)
         with self._state_lock:

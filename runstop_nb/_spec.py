@@ -20,6 +20,8 @@ from ._proc import procfs
 from .errors import CommandNotFoundError, InvalidSpecError, StartError
 
 DEFAULT_GRACE = 3.0
+DEFAULT_IDLE = 120.0
+FORMATS = ("auto", "claude", "codex", "gemini", "text")
 RESERVED_ENV = (procfs.COOKIE_VAR, procfs.OWNER_VAR, procfs.RUN_ID_VAR, "RUNSTOP_NB_ROLE")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1-64 characters from letters, digits, '.', '_', '-', starting with a letter or digit"
@@ -36,6 +38,14 @@ class RunSpec:
     shell: bool
     command: str | tuple[str, ...]  # what the user passed, for rerun
     containment: Wanted = "auto"
+    stdin: bool = False  # keep a pipe to the agent's stdin (run.send)
+    pty: bool = False  # run it in a pseudo-terminal (its output as a terminal shows it)
+    format: str = "auto"  # the stdout event format: auto, claude, codex, gemini, text
+    idle: float = DEFAULT_IDLE  # seconds without output before the run shows as idle
+    max_cost: float | None = None  # USD: stop the run (cancelled, "budget exceeded") beyond this
+    max_tokens: int | None = None  # input + output tokens, likewise
+    worktree: bool = False  # run in a git worktree of its own
+    parent: str | None = None  # the run this one resumes
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     cookie: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -181,6 +191,14 @@ def build(
     grace: object = None,
     shell: object = False,
     containment: object = None,
+    stdin: object = False,
+    pty: object = False,
+    format: object = "auto",
+    idle: object = None,
+    max_cost: object = None,
+    max_tokens: object = None,
+    worktree: object = False,
+    parent: str | None = None,
 ) -> RunSpec:
     """Check every argument of ``start()``; raise a typed one-line error on the first bad one."""
     overrides = _check_env(env)
@@ -210,4 +228,36 @@ def build(
         shell=bool(shell),
         command=command,
         containment=wanted_containment(containment),
+        stdin=_check_flag("stdin", stdin),
+        pty=_check_flag("pty", pty),
+        format=_check_format(format),
+        idle=check_seconds("idle", idle) or DEFAULT_IDLE,
+        max_cost=_check_limit("max_cost", max_cost, float),
+        max_tokens=int(_check_limit("max_tokens", max_tokens, int) or 0) or None,
+        worktree=_check_flag("worktree", worktree),
+        parent=parent,
     )
+
+
+def _check_flag(what: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidSpecError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
+def _check_format(value: object) -> str:
+    if value is None:
+        return "auto"
+    if not isinstance(value, str) or value not in FORMATS:
+        raise InvalidSpecError(f"format must be one of {', '.join(FORMATS)}, not {value!r}")
+    return value
+
+
+def _check_limit(what: str, value: object, kind: type) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise InvalidSpecError(f"{what} must be a positive {'whole ' if kind is int else ''}number, not {value!r}")
+    if math.isnan(value) or math.isinf(value) or value <= 0:
+        raise InvalidSpecError(f"{what} must be a positive, finite number; got {value!r}")
+    return float(value)

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+from .errors import WorktreeError
+
 __all__ = ["BRANCH_PREFIX", "GIT_LOCATION_VARS", "FileChange", "Worktree", "WorktreeError", "create", "diff",
            "diffstat", "is_dirty", "list_worktrees", "remove", "repo_root", "workdir_for"]
 
@@ -40,10 +42,6 @@ _DIFF = ("--no-color", "--no-ext-diff", "--no-textconv", "-M", "--src-prefix=a/"
 _STATUS = {"A": "added", "C": "added", "D": "deleted", "R": "renamed"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-
-# TODO(errors): moves to errors.py as WorktreeError(RunstopError, <fitting builtin>).
-class WorktreeError(Exception):
-    """A worktree could not be made, read or removed; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ callers can catch either::
     ├── NameInUseError (ValueError)           a live run already has that name
     ├── RunNotFoundError (LookupError)        no run with that name or id
     ├── TransitionError (RuntimeError)        an illegal lifecycle move (a bug, never user input)
-    └── HistoryError (RuntimeError)           the run history cannot be read
+    ├── HistoryError (RuntimeError)           the run history cannot be read
+    ├── InputError (OSError)                  input cannot be sent to a run (ended, no stdin, not reading)
+    └── WorktreeError (OSError)               a git worktree could not be made, read or removed
 
 Messages say what happened and what to do next, on one line.
 """
@@ -20,12 +22,14 @@ from __future__ import annotations
 __all__ = [
     "CommandNotFoundError",
     "HistoryError",
+    "InputError",
     "InvalidSpecError",
     "NameInUseError",
     "RunNotFoundError",
     "RunstopError",
     "StartError",
     "TransitionError",
+    "WorktreeError",
 ]
 
 
@@ -59,3 +63,11 @@ class TransitionError(RunstopError, RuntimeError):
 
 class HistoryError(RunstopError, RuntimeError):
     """The run history could not be read."""
+
+
+class InputError(RunstopError, OSError):
+    """Input could not be sent to a run: it has ended, has no stdin, or is not reading it."""
+
+
+class WorktreeError(RunstopError, OSError):
+    """A git worktree for a run could not be made, read or removed."""

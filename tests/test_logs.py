@@ -6,12 +6,15 @@ import os
 import stat
 from pathlib import Path
 
-from runstop_nb._logs import FEED_WINDOW, LineCounter, LiveTail, LogFiles, TailBuffer
+import tracemalloc
+
+from runstop_nb._logs import FEED_WINDOW, UNRECORDED_LAG, LineCounter, LiveTail, LogFiles, TailBuffer
 
 
-def make(tmp_path: Path) -> tuple[LogFiles, LiveTail]:
+def make(tmp_path: Path, writes_order: bool = True) -> tuple[LogFiles, LiveTail]:
+    """Without a guard the tail writes the order index itself (``writes_order``)."""
     files = LogFiles(tmp_path / "runs" / "r1").create()
-    return files, LiveTail(files, TailBuffer())
+    return files, LiveTail(files, TailBuffer(), writes_order=writes_order)
 
 
 def write(path: Path, data: bytes) -> None:
@@ -129,3 +132,69 @@ def test_shrink_keeps_the_newest(tmp_path: Path) -> None:
         buf.feed("stdout", f"{i}\n")
     buf.shrink(5)
     assert [t for _, t in buf.lines()] == ["45", "46", "47", "48", "49"]
+
+
+def record(files: LogFiles, *records: bytes) -> None:
+    write(files.order, b"".join(r + b"\n" for r in records))
+
+
+def test_the_tail_follows_the_guards_order_not_its_own(tmp_path: Path) -> None:
+    """The guard saw stderr written before stdout; one poll sees both: the record decides."""
+    files, tail = make(tmp_path, writes_order=False)
+    write(files.stdout, b"done\n")
+    write(files.stderr, b"note: checkpoint 30\n")
+    record(files, b"e20", b"o5")
+    tail.poll()
+    assert tail.buffer.lines() == [("stderr", "note: checkpoint 30"), ("stdout", "done")]
+    assert files.output() == "note: checkpoint 30\ndone\n"
+
+
+def test_bytes_no_record_describes_are_shown_after_a_short_lag(tmp_path: Path) -> None:
+    files, tail = make(tmp_path, writes_order=False)
+    write(files.stdout, b"unrecorded\n")
+    tail.poll()
+    assert tail.buffer.lines() == [], "the guard gets a moment to say where these bytes belong"
+    import time
+
+    time.sleep(UNRECORDED_LAG + 0.05)
+    tail.poll()
+    assert tail.buffer.lines() == [("stdout", "unrecorded")]
+
+
+def test_input_is_kept_as_its_own_stream_in_order(tmp_path: Path) -> None:
+    files, tail = make(tmp_path, writes_order=False)
+    write(files.stdout, b"> ")
+    write(files.stdin, b"hi\n")
+    write(files.stdout, b"hello hi\n")
+    record(files, b"o2", b"i3", b"o9")
+    tail.close()
+    assert files.output("all") == "> hi\nhello hi\n"
+    assert files.output() == "> hello hi\n" and files.output("stdin") == "hi\n"
+    # The display assembles each stream's lines: the prompt's partial line joins its continuation.
+    assert tail.buffer.lines() == [("stdin", "hi"), ("stdout", "> hello hi")]
+
+
+def test_tail_collapses_carriage_returns(tmp_path: Path) -> None:
+    files, tail = make(tmp_path)
+    write(files.stdout, b"start\n" + b"".join(b"\r%3d%%" % i for i in range(101)) + b"\ndone\n")
+    tail.close()
+    assert files.tail(3) == "start\n100%\ndone\n"
+
+
+def test_tail_of_a_huge_line_reads_a_bounded_amount(tmp_path: Path) -> None:
+    """A 50 MB line without a newline: tail() must not read (or return) it whole."""
+    files, tail = make(tmp_path)
+    write(files.stdout, b"head\n")
+    chunk = b"x" * (1 << 20)
+    for _ in range(50):
+        write(files.stdout, chunk)
+    tracemalloc.start()
+    try:
+        text = files.tail(5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(text) < 100_000, len(text)
+    assert "earlier bytes of this line in the log" in text or "more characters in the log" in text
+    assert peak < 8 << 20, f"tail() peaked at {peak / 1e6:.1f} MB"
+    assert len(files.output()) == 5 + 50 * (1 << 20), "output() still returns everything"

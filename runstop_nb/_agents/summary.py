@@ -8,7 +8,7 @@ frozen: a reader hands out new ones on every change, and a UI may keep old ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Format = Literal["auto", "claude", "codex", "gemini", "text"]
 FORMATS: tuple[Format, ...] = ("auto", "claude", "codex", "gemini", "text")
@@ -61,6 +61,19 @@ class AgentSummary:
     result: str | None  # the final text (cut to RESULT_CHARS)
     is_error: bool
     waiting: str | None  # why the agent waits for the user, else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentSummary:
+        """The summary a history row kept (the inverse of ``as_dict``)."""
+        usage = data.get("usage") or {}
+        cost = usage.get("cost_usd")
+        return cls(
+            kind=str(data.get("kind") or ""), session_id=data.get("session_id"), model=data.get("model"),
+            turns=int(data.get("turns") or 0), tool_calls=int(data.get("tool_calls") or 0),
+            usage=Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
+                        int(usage.get("cached_input_tokens") or 0), None if cost is None else float(cost)),
+            result=data.get("result"), is_error=bool(data.get("is_error")), waiting=data.get("waiting"),
+        )
 
     def as_dict(self) -> dict[str, object]:
         """Return the summary as a JSON-serialisable dict, for a history row."""

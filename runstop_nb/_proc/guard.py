@@ -35,6 +35,7 @@ from typing import Any
 from . import procfs, wire
 from .cgroup import Group
 from .ladder import Verdict, climb
+from .order import OrderRecorder
 from .trees import SubreaperTree
 
 PR_SET_PDEATHSIG = 1
@@ -71,6 +72,9 @@ class Guard:
         self.exit_sent = False
         self.group: Group | None = None
         self.term = False
+        self.order: OrderRecorder | None = None
+        self.master: int | None = None  # pty mode: the terminal's master side, copied into stdout.log
+        self.log_fd: int | None = None  # pty mode: stdout.log, appended to
 
     # -- messages ---------------------------------------------------------------------
 
@@ -93,15 +97,30 @@ class Guard:
                 if spec.get("containment") == "cgroup":
                     self.send("error", {"errno": e.errno or 0, "stage": "cgroup", "message": str(e)})
                     return False
+        stdin = spec.get("stdin") or "null"
+        keep: int | None = None  # the kernel's end of the agent's input, sent with "started"
+        child_in: int | None = None
+        if stdin == "pty":
+            self.master, child_in = os.openpty()
+            _size_terminal(child_in, spec.get("pty_size"))
+            os.set_blocking(self.master, False)
+            self.log_fd = os.open(spec["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            keep = os.dup(self.master)
+        elif stdin == "pipe":
+            child_in, keep = os.pipe()
+        if spec.get("order"):
+            self.order = OrderRecorder(spec["order"], spec["stdout"], spec["stderr"], watch=stdin != "pty")
         err_r, err_w = os.pipe()  # close-on-exec: EOF without data means exec succeeded
         go_r, go_w = os.pipe()  # the child waits until it has been moved into its cgroup
         pid = os.fork()
         if pid == 0:  # the agent; this guard is single-threaded, so fork is safe
             os.close(err_r)
             os.close(go_w)
-            _exec_agent(spec, go_r, err_w)  # never returns
+            _exec_agent(spec, go_r, err_w, child_in, stdin == "pty")  # never returns
         os.close(err_w)
         os.close(go_r)
+        if child_in is not None:
+            os.close(child_in)  # only the agent holds its side: it sees EOF/hang-up when we let go
         self.root = pid
         if self.group is not None:
             try:
@@ -115,6 +134,8 @@ class Guard:
                     os.waitpid(pid, 0)
                     os.close(go_w)
                     os.close(err_r)
+                    if keep is not None:
+                        os.close(keep)
                     self.send("error", {"errno": e.errno or 0, "stage": "cgroup", "message": str(e)})
                     return False
         os.write(go_w, b"g")
@@ -126,6 +147,8 @@ class Guard:
         if failure:
             os.waitpid(pid, 0)
             self.root = 0
+            if keep is not None:
+                os.close(keep)
             if self.group is not None:
                 self.group.remove()
             errno_, stage, message = ([*failure.decode("utf-8", "replace").split(" ", 2), "", ""])[:3]
@@ -134,10 +157,14 @@ class Guard:
             return False
         st = procfs.stat(pid)
         me = procfs.stat(os.getpid())
-        self.send("started", {
-            "pid": pid, "start": st.start if st else 0, "guard": os.getpid(), "guard_start": me.start if me else 0,
-            "containment": containment, "cgroup": self.group.path if self.group else None,
-        })
+        body = {"pid": pid, "start": st.start if st else 0, "guard": os.getpid(), "guard_start": me.start if me else 0,
+                "containment": containment, "cgroup": self.group.path if self.group else None, "stdin": stdin}
+        try:
+            socket.send_fds(self.sock, [wire.line("started", body)], [keep] if keep is not None else [])
+        except OSError:
+            pass
+        if keep is not None:
+            os.close(keep)
         return True
 
     def kernel_alive(self) -> bool:
@@ -165,6 +192,47 @@ class Guard:
             self.exit_sent = True
             self.send("exited", {"returncode": self.returncode})
 
+    # -- the agent's terminal and input --------------------------------------------------
+
+    def copy_terminal(self, final: bool = False) -> None:
+        """pty mode: copy what the terminal shows into stdout.log (until EOF/EIO when ``final``)."""
+        if self.master is None or self.log_fd is None:
+            return
+        while True:
+            try:
+                data = os.read(self.master, 1 << 16)
+            except BlockingIOError:
+                if not final:
+                    return
+                data = b""
+            except OSError:  # EIO: every holder of the terminal's other side has exited
+                data = b""
+            if not data:
+                if final:
+                    os.close(self.master)
+                    os.close(self.log_fd)
+                    self.master = self.log_fd = None
+                return
+            os.write(self.log_fd, data)
+            if self.order is not None:
+                self.order.note("stdout", os.fstat(self.log_fd).st_size)
+
+    def interrupt(self) -> None:
+        """Ctrl+C: SIGINT to the agent's foreground process group (the terminal's, in pty mode)."""
+        pgid = 0
+        if self.master is not None:
+            try:
+                pgid = os.tcgetpgrp(self.master)
+            except OSError:
+                pgid = 0
+        if pgid <= 1 and self.root and self.returncode is None:
+            pgid = self.root  # its own session's group; our unreaped child, so not recycled
+        if pgid > 1 and pgid != os.getpgid(0):
+            try:
+                os.killpg(pgid, signal.SIGINT)
+            except OSError:
+                pass
+
     # -- the one ending ---------------------------------------------------------------
 
     def end(self, grace: float, cause: str) -> Verdict:
@@ -173,6 +241,9 @@ class Guard:
         protect = {me, os.getppid(), self.kernel_pid}
         tree = SubreaperTree(self.reap, self.wake_fd, group=self.group, protect=protect)
         verdict = climb(tree, grace)
+        self.copy_terminal(final=True)  # every byte written before the end is in the log
+        if self.order is not None:
+            self.order.close()
         self._report_exit()
         body = {**verdict.to_json(), "cause": cause, "returncode": self.returncode, "ended_at": time.time()}
         self.send("verdict", body)
@@ -187,12 +258,26 @@ class Guard:
         watch = [self.sock.fileno(), self.wake_fd]
         if self.kernel_fd is not None:
             watch.append(self.kernel_fd)
+        if self.order is not None and self.order.fd is not None:
+            watch.append(self.order.fd)
+        if self.master is not None:
+            watch.append(self.master)
         while True:
             timeout = None if self.kernel_fd is not None or self.standalone else 0.5
+            pending = self.order.timeout() if self.order is not None else None
+            if pending is not None:
+                timeout = pending if timeout is None else min(timeout, pending)
             try:
                 ready, _, _ = select.select(watch, [], [], timeout)
             except InterruptedError:
                 ready = []
+            if self.master is not None and self.master in ready:
+                self.copy_terminal()
+            if self.order is not None:
+                if self.order.fd is not None and self.order.fd in ready:
+                    self.order.on_events()
+                if self.order.timeout() == 0.0:
+                    self.order.flush()
             if self.wake_fd in ready:
                 _drain(self.wake_fd)
             self.reap()
@@ -213,6 +298,8 @@ class Guard:
                     if kind == "stop":
                         self.end(float(body), "stop")
                         return
+                    if kind == "interrupt":
+                        self.interrupt()
             if (self.kernel_fd in ready) if self.kernel_fd is not None else not self.kernel_alive():
                 self.end(min(self.grace, DEATH_GRACE_CAP), "kernel")
                 return
@@ -255,8 +342,24 @@ def _write_verdict(log_dir: str | None, body: dict[str, Any]) -> None:
         pass
 
 
-def _exec_agent(spec: dict[str, Any], go_fd: int, err_fd: int) -> None:
-    """In the forked child: become the agent. Reports failures on ``err_fd``; never returns."""
+def _size_terminal(fd: int, size: object) -> None:
+    """Give a new terminal a size (CLIs format to it): ``[rows, cols]``, default 40 x 120."""
+    import fcntl
+    import struct
+    import termios
+
+    rows, cols = size if isinstance(size, (list, tuple)) and len(size) == 2 else (40, 120)
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
+    except OSError:
+        pass
+
+
+def _exec_agent(spec: dict[str, Any], go_fd: int, err_fd: int, child_in: int | None, pty: bool) -> None:
+    """In the forked child: become the agent. Reports failures on ``err_fd``; never returns.
+
+    stdin is /dev/null, a pipe the kernel writes to, or (pty mode) a terminal that is also
+    its stdout and stderr and its controlling terminal."""
     stage = "setup"
     try:
         os.setsid()  # its own session: the agent's group never includes the guard
@@ -267,13 +370,21 @@ def _exec_agent(spec: dict[str, Any], go_fd: int, err_fd: int) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         os.read(go_fd, 1)  # moved into the cgroup (if any) before anything runs
         os.close(go_fd)
-        fd_in = os.open(os.devnull, os.O_RDONLY)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-        fd_out = os.open(spec["stdout"], flags, 0o600)
-        fd_err = os.open(spec["stderr"], flags, 0o600)
-        os.dup2(fd_in, 0)
-        os.dup2(fd_out, 1)
-        os.dup2(fd_err, 2)
+        if pty and child_in is not None:
+            import fcntl
+            import termios
+
+            fcntl.ioctl(child_in, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(child_in, fd)
+        else:
+            fd_in = child_in if child_in is not None else os.open(os.devnull, os.O_RDONLY)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            fd_out = os.open(spec["stdout"], flags, 0o600)
+            fd_err = os.open(spec["stderr"], flags, 0o600)
+            os.dup2(fd_in, 0)
+            os.dup2(fd_out, 1)
+            os.dup2(fd_err, 2)
         stage = "cwd"
         os.chdir(spec["cwd"])
         stage = "exec"
