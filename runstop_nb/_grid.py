@@ -1,105 +1,64 @@
-"""The grid of run widgets, and the dashboard of every run in the kernel."""
+"""The grid of run views (one ``%%agent_run`` cell), and the dashboard of every run in the kernel.
+
+A grid is one model of its own (plus its Layout) that lays its run views out in the
+browser and offers "Stop all" with a confirmation; its run views are the runs' own
+(``view_for``), so showing a run in a grid costs no extra model. The browser counts live
+runs from the run views themselves: the grid sends nothing while its runs run.
+
+The dashboard is the live table of runs (``_listing.Board``): one line per run, a Stop
+per row, "Stop all", and one run opened below it at a time.
+"""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-import ipywidgets as w
+import traitlets as t
 
-from ._renderer import renderer, ui_lock
-from ._widget import RunWidget
+from . import _runstate as rs
+from ._listing import Board
+from ._widget import RunWidget, View, view_for
 
-MIN_COLUMN = "420px"  # responsive: as many columns as fit, none narrower than this
-MAX_ENDED = 24  # ended runs the dashboard shows (newest first); live runs are always shown
-
-
-def grid_layout(cols: int | None) -> w.Layout:
-    template = f"repeat({cols}, minmax(0, 1fr))" if cols else f"repeat(auto-fill, minmax({MIN_COLUMN}, 1fr))"
-    return w.Layout(grid_template_columns=template, grid_gap="8px", width="100%")
+MIN_COLUMN = 420  # px: as many columns as fit, none narrower than this
 
 
-class RunGrid(w.GridBox):  # type: ignore[misc]
-    """Run widgets side by side: ``cols`` fixed columns, or as many as fit."""
+class RunGrid(View):
+    """Run views side by side: ``cols`` fixed columns, or as many as fit."""
+
+    items = t.List(t.Unicode()).tag(sync=True)  # the run views' model ids, in order
+    cols = t.Int(0).tag(sync=True)
+    min_column = t.Int(MIN_COLUMN).tag(sync=True)
 
     def __init__(self, runs: list[Any], cols: int | None = None) -> None:
-        """``runs`` may hold None for widgets bound later (agents still starting)."""
-        super().__init__([RunWidget(r) for r in runs], layout=grid_layout(cols))
-        self.add_class("runstop-grid")
+        """``runs`` may hold None for views bound later (agents still starting)."""
+        self._views = [RunWidget(None) if r is None else view_for(r) for r in runs]
+        super().__init__(kind="grid", cols=cols or 0, items=[v.model_id for v in self._views])
+
+    @property
+    def children(self) -> tuple[RunWidget, ...]:
+        """The run views, in order (the magics bind them as their agents start)."""
+        return tuple(self._views)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[Any, Any], dict[Any, Any]] | None:
+        data = super()._repr_mimebundle_(**kwargs)
+        for view in self._views:  # shown here too: they close with the grid's cell
+            view.shown_in |= self.shown_in
+        return data
 
     def __repr__(self) -> str:
-        return f"RunGrid({len(self.children)} runs)"
+        return f"RunGrid({len(self._views)} runs)"
+
+    def handle(self, action: str, content: dict[str, Any]) -> None:
+        if action == "stop_all":
+            live = [v.run for v in self._views
+                    if v.run is not None and rs.is_live(v.run) and not v.run.done]
+            for run in live:
+                view = next(v for v in self._views if v.run is run)
+                view.handle("stop", {})
 
 
-class Dashboard(w.VBox):  # type: ignore[misc]
-    """Every run of this kernel, live: new runs appear within a second; "Stop all"."""
+def dashboard(cols: int | None = None) -> Board:
+    """A live table of every run in this kernel, with a Stop per row and "Stop all".
 
-    def __init__(self, cols: int | None = None) -> None:
-        self._summary = w.Label()
-        self._summary.add_class("runstop-summary")
-        self._stop_all = w.Button(description="Stop all", button_style="danger", icon="stop",
-                                  layout=w.Layout(width="auto"))
-        self._stop_all.add_class("runstop-stop-all")
-        self._stop_all.on_click(self._on_stop_all)
-        self._grid = RunGrid([], cols)
-        self._widgets: dict[str, RunWidget] = {}
-        self._last_sync = 0.0
-        super().__init__([w.HBox([self._summary, self._stop_all],
-                                 layout=w.Layout(align_items="center", gap="8px")), self._grid])
-        self.add_class("runstop-dashboard")
-        self.refresh()
-        renderer().add(self)
-
-    def __repr__(self) -> str:
-        return "Dashboard()"
-
-    def refresh(self) -> bool:
-        """Add widgets for runs that appeared; update the summary line. Runs for as long as shown."""
-        import time
-
-        from ._api import runs
-
-        now = time.monotonic()
-        if now - self._last_sync < 1.0:
-            return True
-        self._last_sync = now
-        all_runs = runs()
-        ended = [r for r in all_runs if r.done]
-        keep = {r.id for r in all_runs if not r.done} | {r.id for r in ended[-MAX_ENDED:]}
-        shown = {wd.run.id for wd in self._widgets.values()}
-        fresh = [r for r in all_runs if r.id in keep and r.id not in shown and r.id not in self._widgets]
-        live = len(all_runs) - len(ended)
-        hidden = len(all_runs) - len(keep)
-        with ui_lock():
-            for run in fresh:
-                self._widgets[run.id] = RunWidget(run)
-            for run_id in [i for i, wd in self._widgets.items() if i not in keep and wd.run.id not in keep]:
-                self._widgets.pop(run_id).close()  # an old ended run makes room
-            if fresh or hidden:
-                self._grid.children = tuple(self._widgets.values())
-            note = f"; {hidden} older ended runs not shown (runstop_nb.runs() lists them)" if hidden else ""
-            self._summary.value = f"{len(all_runs)} runs, {live} live{note}"
-            self._stop_all.disabled = live == 0
-        return True
-
-    def _on_stop_all(self, _button: Any = None) -> None:
-        from ._api import stop_all
-
-        with ui_lock():
-            self._stop_all.disabled = True
-            self._stop_all.description = "Stopping…"
-
-        def work() -> None:
-            try:
-                stop_all()
-            finally:
-                with ui_lock():
-                    self._stop_all.description = "Stop all"
-                self._last_sync = 0.0
-
-        threading.Thread(target=work, daemon=True, name="runstop-stop-all").start()
-
-
-def dashboard(cols: int | None = None) -> Dashboard:
-    """A live grid of every run in this kernel, with "Stop all". Display it in a cell."""
-    return Dashboard(cols)
+    ``cols`` is accepted for compatibility and ignored: the table is one line per run."""
+    return Board()

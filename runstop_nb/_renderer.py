@@ -1,15 +1,18 @@
-"""The renderer: one thread that repaints every displayed run widget, at most 10 times a second.
+"""The renderer: one thread that sends views what changed, at most 10 times a second each.
 
-Widget traffic is the expensive part of streaming (docs/platform.md: 2,000 ``append_stdout``
-calls sent 217 MB), so widgets never update on output events. Instead this thread asks
-each widget to ``refresh()`` every ``FRAME`` seconds; a widget sends state only for
-what changed since its last frame. So a run costs at most 10 output updates per second,
-each bounded by the widget's tail window, however fast the agent writes.
+Widget traffic is the expensive part of streaming (docs/platform.md: 2,000
+``append_stdout`` calls sent 217 MB), so views never send on output events. Instead an
+event (new output, a change of status, new tree stats, a click) *marks* a view, and this
+thread asks each marked view to ``refresh()``; a view sends state only for what changed
+since its last frame, and holds output back until ``FRAME`` seconds after its last
+output update (it marks itself again meanwhile). A run costs at most 10 output updates
+per second, each bounded by the tail window, however fast the agent writes, and a view
+of a run where nothing happens costs nothing: the clock ticks in the browser.
 
 One thread, not the kernel's event loop: asyncio tasks get no ticks while a synchronous
 cell runs (docs/platform.md), and a thread keeps streaming through ``%agent_run --wait``.
 Widgets are written from this thread and from click handlers on the main thread, always
-under ``UI_LOCK``, since ipywidgets' own bookkeeping is not thread-safe.
+under ``ui_lock()``, since ipywidgets' own bookkeeping is not thread-safe.
 """
 
 from __future__ import annotations
@@ -24,22 +27,24 @@ from ._threads import forever
 
 log = logging.getLogger("runstop_nb")
 FRAME = 0.1  # seconds between frames: at most 10 widget updates per second per run
-MAX_FAILURES = 5  # consecutive failed refreshes before a widget is dropped
+SWEEP = 5.0  # every view is refreshed at least this often, in case an event was missed
+MAX_FAILURES = 5  # consecutive failed refreshes before a view is dropped
 
 
 class Refreshable(Protocol):
     def refresh(self) -> bool:
-        """Repaint what changed; return False once there is nothing left to repaint."""
+        """Send what changed; return False once there is nothing left to send, ever."""
         ...
 
 
 class Renderer:
     def __init__(self) -> None:
         self._items: list[Refreshable] = []
+        self._dirty: dict[int, Refreshable] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._failures: dict[int, int] = {}
-        self._poke = threading.Event()
+        self._swept = time.monotonic()
         self._thread = forever(self._frame, "runstop-renderer")
 
     @property
@@ -47,45 +52,61 @@ class Renderer:
         return self._thread.is_alive()
 
     def add(self, item: Refreshable) -> None:
+        """Keep ``item`` refreshed from now on (and refresh it at once)."""
         with self._lock:
             if item not in self._items:
                 self._items.append(item)
+            self._dirty[id(item)] = item
+        self._wake.set()
+
+    def mark(self, item: Refreshable) -> None:
+        """Something ``item`` shows changed: refresh it in the next frame."""
+        with self._lock:
+            if item in self._items:
+                self._dirty[id(item)] = item
         self._wake.set()
 
     def discard(self, item: Refreshable) -> None:
         with self._lock:
             if item in self._items:
                 self._items.remove(item)
+            self._dirty.pop(id(item), None)
+
+    def poke(self) -> None:
+        """Wake the thread (kept for callers that only know something happened)."""
+        self._wake.set()
 
     def _frame(self) -> None:
-        """Refresh every item once, then sleep out the rest of the frame."""
-        with self._lock:
-            items = list(self._items)
-        if not items:
-            self._wake.wait()
-            self._wake.clear()
-            return
+        """Refresh every marked item once (every item at each sweep), then wait for the next frame."""
         t0 = time.monotonic()
-        for item in items:
+        with self._lock:
+            if t0 - self._swept >= SWEEP:
+                self._swept = t0
+                due = list(self._items)
+            else:
+                due = list(self._dirty.values())
+            self._dirty.clear()
+            idle = not self._items
+        for item in due:
             try:
                 keep = item.refresh()
                 self._failures.pop(id(item), None)
             except Exception:
-                # A reload can make one frame fail; only a widget that keeps failing is dropped.
+                # A reload can make one frame fail; only a view that keeps failing is dropped.
                 n = self._failures[id(item)] = self._failures.get(id(item), 0) + 1
-                log.exception("runstop_nb: a widget failed to refresh (%d time(s))", n)
+                log.exception("runstop_nb: a view failed to refresh (%d time(s))", n)
                 keep = n < MAX_FAILURES
+                if keep:
+                    self.mark(item)
             if not keep:
                 self.discard(item)
                 self._failures.pop(id(item), None)
-        # Sleep until the next frame, or until new output pokes us (the first line of a run
-        # shows at once; each widget still limits its own output updates to one per FRAME).
-        self._poke.wait(max(0.0, FRAME - (time.monotonic() - t0)))
-        self._poke.clear()
-
-    def poke(self) -> None:
-        """New output arrived: render before the frame is over."""
-        self._poke.set()
+        # Sleep until something is marked (or the sweep is due); never two frames within FRAME.
+        self._wake.wait(None if idle else SWEEP)
+        self._wake.clear()
+        left = FRAME - (time.monotonic() - t0)
+        if left > 0:
+            time.sleep(left)
 
 
 def ui_lock() -> threading.RLock:

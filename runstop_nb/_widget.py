@@ -1,37 +1,44 @@
-"""The run widget: header, live output tail, Stop and Rerun buttons.
+"""The run widget: one front-end model per run, its state synced, its presentation in the browser.
 
-Streaming design. The output area is an ``ipywidgets.Output`` whose ``outputs`` are
-*replaced* with the run's current tail window, at most once per frame (10 Hz), and only
-when the tail changed. Each update is bounded (``WINDOW_LINES`` lines, ``WINDOW_CHARS``
-characters), so a run of any length costs the browser at most ~10 bounded messages per
-second; ``append_stdout`` per line would be O(n²) (docs/platform.md). Output is never captured
-(``with out:``) and never printed from a thread: both land in the wrong cell.
+A run view is one anywidget model (plus the Layout every DOM widget has: two comm
+models per run, whatever shows it). Its JavaScript and CSS ship in ``static/`` and are
+the same for every view (``runstop.js`` renders runs, grids and tables). The kernel
+sends *state* only when something changed: status, end, stop details, counters, the
+bounded tail, agent cards, tree stats; the clock ticks in the browser from the start
+time, and kernel loss is told by the per-kernel pulse (``_pulse``).
 
-The front end renders ANSI colours in stream outputs and shows stderr distinctly; lines
-arrive already cleaned (``\\r`` collapsed, cursor codes dropped) by ``_terminal``.
-The scroll box is ``column-reverse`` so it stays pinned to the newest line with no JS.
+Updates come from the renderer thread (``_renderer``), marked by events: new output,
+a change of status, new tree stats (``_treestats``), a click. Clicks arrive as custom
+messages on the main thread; anything that may wait (a stop's grace, ``git diff``)
+runs on a thread of its own. Widgets are written under ``ui_lock()`` only; nothing is
+printed from a thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import ipywidgets as w
+import anywidget
+import traitlets as t
 
+from . import _runstate as rs
 from ._kernelstate import kernel_state
+from ._pulse import pulse
 from ._renderer import FRAME, renderer, ui_lock
 from ._status import STATUSES
-from ._treestats import TreeSampler
-from ._units import clock, plural, size
+from ._treestats import stats_service
+from ._viewset import current_cell, views
 
-WINDOW_LINES = 200
-WINDOW_CHARS = 40_000  # ~48 KiB of JSON with escapes: under the 64 KiB per-update budget
-LINE_CHARS = 2_000
-STATS_EVERY = 1.0  # seconds
+STATIC = Path(__file__).parent / "static"
+WINDOW_LINES, WINDOW_CHARS, LINE_CHARS = rs.WINDOW_LINES, rs.WINDOW_CHARS, rs.LINE_CHARS
+window = rs.window
+FILES_EVERY = 10.0  # seconds between diffstats of a live worktree run with new output
 
-# Colour plus text, never colour alone: the badge always spells the status out.
+# Colour plus text, never colour alone: the badge always spells the status out. The
+# colours are the light theme's; the CSS maps each status to --jp-* colours.
 BADGES = {
     "running": ("#1a7f37", "running"),
     "stopping": ("#9a6700", "stopping"),
@@ -43,19 +50,76 @@ BADGES = {
     "orphaned": ("#bc4c00", "orphaned"),  # history only: its kernel is gone, processes are not
 }
 
-
 assert set(BADGES) == set(STATUSES), "every status needs a badge"
 
 
+class View(anywidget.AnyWidget):
+    """What every runstop_nb view shares: the code, the pulse, where it is shown, closing."""
+
+    _esm = (STATIC / "runstop.js").read_text()
+    _css = (STATIC / "runstop.css").read_text()
+    kind = t.Unicode("").tag(sync=True)
+    pulse = t.Unicode("").tag(sync=True)  # the model id of this kernel's pulse
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.shown_in: set[str] = set()
+        with ui_lock():
+            super().__init__(_anywidget_id="runstop_nb", pulse=pulse().model_id, **kwargs)
+        self.on_msg(self._on_msg)
+        views().add(self)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[Any, Any], dict[Any, Any]] | None:
+        """Displayed: remember the cell it is shown in (it is closed when that cell runs again)."""
+        self.shown_in.add(current_cell())
+        return super()._repr_mimebundle_(**kwargs)
+
+    def mimebundle(self) -> dict[str, Any]:
+        """The display data of this view (for display hooks that want a plain dict)."""
+        shown = self._repr_mimebundle_()
+        return {} if shown is None else dict(shown[0])
+
+    @property
+    def closed(self) -> bool:
+        return self.comm is None
+
+    def close(self) -> None:
+        """Close the model and its Layout: the front end forgets both."""
+        views().remove(self)
+        with ui_lock():
+            layout = self.layout
+            super().close()
+            layout.close()
+
+    def reply(self, request: Any, **content: Any) -> None:
+        """Answer a request of the browser (``req``), from any thread."""
+        with ui_lock():
+            if not self.closed:
+                self.send({"reply": request, **content})
+
+    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and isinstance(content.get("do"), str):
+            self.handle(content["do"], content)
+
+    def handle(self, action: str, content: dict[str, Any]) -> None:
+        """A click or request from the browser (main thread)."""
+
+
+def view_for(run: Any) -> RunWidget:
+    """The run view of ``run``: the one already open, else a new one."""
+    existing = views().of_run(run.id)
+    if isinstance(existing, RunWidget) and not existing.closed:
+        return existing
+    return RunWidget(run)
+
+
 def bundle(run: Any) -> dict[str, Any] | None:
-    """A run's display: its widget inside a kernel (read-only for a past run, which has no
-    ``stop``); None elsewhere, where its repr is used."""
+    """A run's display: its run view inside a kernel (read-only unless ``run.live``); None
+    elsewhere (terminal IPython), where its repr is used."""
     from IPython import get_ipython
 
     if getattr(get_ipython(), "kernel", None) is None:
         return None
-    data: dict[str, Any] = RunWidget(run, readonly=not hasattr(run, "stop"))._repr_mimebundle_()
-    return data
+    return view_for(run).mimebundle()
 
 
 def install() -> None:
@@ -63,189 +127,209 @@ def install() -> None:
     kernel_state().hook("display", f"{__name__}:bundle")
 
 
-def window(lines: list[tuple[str, str]], more: bool = False) -> tuple[dict[str, str], ...]:
-    """Stream outputs for the newest lines, within the character budget, merged by stream.
-
-    ``more``: the run wrote more than ``lines`` holds, so a first line says where it is.
-    (No line count here: counting a flood's log at 10 Hz would starve the kernel.)"""
-    keep: list[tuple[str, str]] = []
-    used = 0
-    for stream, text in reversed(lines):
-        if len(text) > LINE_CHARS:
-            text = text[:LINE_CHARS] + "\x1b[0m …"
-        used += len(text) + 1
-        if used > WINDOW_CHARS and keep:
-            break
-        keep.append((stream, text))
-    keep.reverse()
-    if more or len(keep) < len(lines):
-        keep.insert(0, ("stdout", "\x1b[2m… earlier output not shown: run.output() has it all\x1b[0m"))
-    outputs: list[dict[str, str]] = []
-    for stream, text in keep:
-        if outputs and outputs[-1]["name"] == stream:
-            outputs[-1]["text"] += text + "\n"
-        else:
-            outputs.append({"output_type": "stream", "name": stream, "text": text + "\n"})
-    return tuple(outputs)
+def _mark_view_of(run_id: str) -> None:
+    view = views().of_run(run_id)
+    if view is not None:
+        renderer().mark(view)
 
 
-def _label(cls: str, **kw: Any) -> w.Label:
-    label = w.Label(**kw)
-    label.add_class(cls)
-    return label
+class RunWidget(View):
+    """A live view of one run. ``RunWidget(None)`` shows "starting" until ``bind(run)``."""
 
+    info = t.Dict().tag(sync=True)
+    state = t.Dict().tag(sync=True)
+    tail: t.List[Any] = t.List().tag(sync=True)
+    stats = t.Unicode("").tag(sync=True)
+    agent = t.Any(None).tag(sync=True)  # the agent's totals, or None
+    cards: t.List[Any] = t.List().tag(sync=True)
+    active = t.Float(allow_none=True, default_value=None).tag(sync=True)  # epoch s of the last output
+    files = t.Any(None).tag(sync=True)  # diffstat rows of a worktree run, else None
+    notice = t.Unicode("").tag(sync=True)  # a one-line error to show
 
-class RunWidget(w.VBox):  # type: ignore[misc]
-    """A live view of one run. Bind it to another run with ``bind(run)`` (Rerun does)."""
-
-    def __init__(self, run: Any, *, height: str = "260px", readonly: bool = False) -> None:
+    def __init__(self, run: Any = None, *, readonly: bool = False, height: str | None = None) -> None:
+        super().__init__(kind="run", state={"status": "starting", "word": "starting", "done": False})
         self._readonly = readonly
-        self._name = _label("runstop-name", style={"font_weight": "bold"})
-        self._pid = _label("runstop-pid")
-        self._status = _label("runstop-status", style={"text_color": "white", "font_weight": "bold"},
-                              layout=w.Layout(padding="0 8px", border_radius="8px"))
-        self._elapsed = _label("runstop-elapsed")
-        self._exit = _label("runstop-exit")
-        self._stats = _label("runstop-stats", style={"text_color": "#57606a"})
-        self._stop = w.Button(description="Stop", button_style="danger", icon="stop",
-                              layout=w.Layout(width="auto"), tooltip="Stop the whole process tree")
-        self._stop.add_class("runstop-stop")
-        self._rerun = w.Button(description="Rerun", icon="redo", layout=w.Layout(width="auto", display="none"),
-                               tooltip="Start the same command as a new run")
-        self._rerun.add_class("runstop-rerun")
-        self._error = w.HTML(layout=w.Layout(display="none"))
-        self._error.add_class("runstop-error")
-        self._out = w.Output()
-        self._out.add_class("runstop-output")
-        scroll = w.Box([self._out], layout=w.Layout(
-            height=height, overflow="auto", display="flex", flex_flow="column-reverse",
-            border="1px solid #d0d7de", border_radius="4px"))
-        header = w.HBox(
-            [self._name, self._pid, self._status, self._elapsed, self._exit,
-             w.HBox(layout=w.Layout(flex="1")), self._stop, self._rerun],
-            layout=w.Layout(align_items="center", flex_flow="row wrap", gap="6px"))
-        super().__init__([header, self._stats, self._error, scroll],
-                         layout=w.Layout(padding="6px", border="1px solid #d0d7de", min_width="0"))
-        self.add_class("runstop-run")
-        self._stop.on_click(self._on_stop)
-        self._rerun.on_click(self._on_rerun)
-        self._lock = threading.Lock()
-        self._busy = False  # a stop started by this widget's button is under way
+        self._lock = threading.RLock()
+        self._busy = False  # a stop started by this widget is under way
+        self._unlisten: Any = None
+        self._stats_text = ""
         self.run: Any = None
-        if run is None:  # shown at once; bound when its agent has started
-            self._status.value = "starting"
-            self._status.style.background = "#57606a"
-            self._stop.disabled = True
-        else:
+        if run is not None:
             self.bind(run)
 
     def __repr__(self) -> str:  # deterministic for nbval
         return f"RunWidget({getattr(self.run, 'name', None)!r})"
 
+    # -- binding ------------------------------------------------------------------------------
+
     def failed_to_start(self, message: str) -> None:
         """The agent this widget was waiting for could not start."""
-        with ui_lock():
-            self._status.value = "failed"
-            self._status.style.background = BADGES["failed"][0]
-            self._stop.layout.display = "none"
-            self._show_error(message)
+        with ui_lock(), self.hold_sync():
+            self.state = {"status": "failed", "word": "failed", "done": True}
+            self.notice = message
 
     def bind(self, run: Any) -> None:
-        """Show ``run`` in this widget from now on."""
+        """Show ``run`` in this widget from now on (Rerun and Resume bind the new run)."""
         with self._lock:
+            old = self.run
+            if old is not None and old.id == run.id:
+                self.run = run
+                renderer().add(self)
+                return
+            self._forget_run()
             self.run = run
-            self._shown: tuple[Any, ...] = ()
+            replaced = views().claim(run.id, self)
+            if replaced is not None and not replaced.shown_in:
+                replaced.close()  # another view of this run that nothing shows any more
+            self._sent_state: dict[str, Any] = {}
             self._version = -1
-            self._sampler = TreeSampler()
-            self._next_stats = 0.0
-            self._quick: tuple[Any, ...] | None = None
             self._output_at = 0.0
-            self._final_stats = False
-        run.buffer.on_change = renderer().poke
-        with ui_lock():
-            self._name.value = run.name
-            self._error.layout.display = "none"
-        if self.refresh():
-            renderer().add(self)
+            self._counted: int | None = None
+            self._files_at = 0.0
+            self._files_version = -1
+            self._stats_text = ""
+            self._unlisten = run.add_listener(lambda _run: renderer().mark(self))
+            buffer = rs.attr(run, "buffer")
+            if buffer is not None and rs.is_live(run):
+                run_id = run.id
+                buffer.on_change = lambda: _mark_view_of(run_id)
+            if rs.is_live(run) and not run.done:
+                stats_service().watch(self, run, self._on_tree_stats)
+        with ui_lock(), self.hold_sync():
+            self.info = {**rs.info(run), "readonly": self._readonly or not rs.is_live(run)}
+            self.notice = ""
+            self.stats = ""
+            self.cards, self.agent, self.files, self.active = [], None, None, None
+        renderer().add(self)
 
-    # -- frames (renderer thread) -------------------------------------------------------
+    def _forget_run(self) -> None:
+        old = self.run
+        if old is None:
+            return
+        views().release(old.id, self)
+        stats_service().unwatch(self)
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._forget_run()
+        renderer().discard(self)
+        super().close()
+
+    def _on_tree_stats(self, text: str) -> None:
+        self._stats_text = text
+        renderer().mark(self)
+
+    # -- frames (renderer thread) -------------------------------------------------------------
 
     def refresh(self) -> bool:
-        """Repaint what changed since the last frame; False once a finished run is fully shown.
+        """Send what changed since the last frame; False once a finished run is fully shown.
 
-        Called for every shown widget at each frame, so the no-change case is a handful of
-        attribute reads. Output is repainted at most once per FRAME, whatever pokes us.
-        """
+        Output is sent at most once per FRAME: held-back output marks the view again."""
         run = self.run
-        now = time.monotonic()
-        version, status, done = run.buffer.version, run.status, run.done
-        busy = status == "stopping" and (run.stop_in_progress or self._busy)
-        quick = (version, status, done, int(run.elapsed), busy)
-        if quick == self._quick and now < self._next_stats:
-            return True
+        if run is None or self.closed:
+            return run is None and not self.closed
         with self._lock:
-            stats = None
-            if done and not self._final_stats:
-                self._final_stats = True
-                stats = f"{plural(run.lines, 'line')} · {size(run.bytes)} logged"
-            elif not done and now >= self._next_stats:
-                self._next_stats = now + STATS_EVERY
-                stats = str(self._sampler.sample(run.members()))  # psutil processes
-            header = (status, clock(run.elapsed), run.pid, run.returncode if done else None, busy)
+            now = time.monotonic()
+            version, status, done = run.buffer.version, run.status, run.done
+            busy = status == "stopping" and (bool(rs.attr(run, "stop_in_progress", False)) or self._busy)
+            if done and self._counted is None:
+                self._counted = int(rs.attr(run, "lines", 0) or 0)
+            new_state = rs.state(run, busy=busy, counted=self._counted)
             output_due = version != self._version and (done or now - self._output_at >= FRAME)
-            with ui_lock():
+            agentic = (rs.attr(run, "format", "text") or "text") not in ("text", "auto")
+            with ui_lock(), self.hold_sync():
                 if output_due:
                     shown = run.buffer.lines(WINDOW_LINES + 1)
                     more = len(shown) > WINDOW_LINES or run.buffer.omitted > 0
-                    self._out.outputs = window(shown[-WINDOW_LINES:], more)
+                    self.tail = window(shown[-WINDOW_LINES:], more)
                     # An empty frame does not count against the rate: the first line shows at once.
                     self._version, self._output_at = version, (now if shown else 0.0)
-                if header != self._shown:
-                    self._paint_header(run, status, done, header)
-                    self._shown = header
-                if stats is not None and stats != self._stats.value:
-                    self._stats.value = stats
-            # Output held back by the rate limit must bring us back: no fast path until then.
-            self._quick = quick if version == self._version else None
-            if done:
-                self._next_stats = 0.0  # a finished run: no more sampling
+                    if agentic:
+                        self.cards = rs.cards(rs.call(run, "cards", rs.CARD_WINDOW, default=()) or ())
+                        self.agent = rs.agent(rs.attr(run, "agent"))
+                    self.active = rs.activity(run, time.time())
+                if new_state != self._sent_state:
+                    if new_state["status"] != self._sent_state.get("status") or self.info.get("pid") != run.pid:
+                        self.info = {**rs.info(run), "readonly": self._readonly or not rs.is_live(run)}
+                    self.state = self._sent_state = new_state
+                if self._stats_text and not done and self._stats_text != self.stats:
+                    self.stats = self._stats_text
+                self._update_files(run, done, version, now)
+            if version != self._version:
+                renderer().mark(self)  # output held back by the rate limit: come back next frame
             return not (done and version == self._version)
 
-    def _paint_header(self, run: Any, status: str, done: bool, header: tuple[Any, ...]) -> None:
-        colour, word = BADGES.get(status, ("#57606a", status))
-        self._status.value = word
-        self._status.style.background = colour
-        self._elapsed.value = header[1]
-        self._pid.value = f"pid {run.pid}" if run.pid else ""
-        code = run.returncode
-        # The exit code means something for a natural end; a stop's -15/-9 is our own doing.
-        self._exit.value = f"exit {code}" if done and status in ("completed", "failed") and code is not None else ""
-        if header[4]:
-            self._stop.description, self._stop.disabled = "Stopping…", True
-        elif not done and not self._busy:
-            # Also after a failed stop (status still "stopping"): the user may retry.
-            self._stop.description, self._stop.disabled = "Stop", False
-        self._stop.layout.display = "none" if done or self._readonly else None
-        self._rerun.layout.display = None if done else "none"
-        if run.error:
-            self._show_error(run.error)
+    def _update_files(self, run: Any, done: bool, version: int, now: float) -> None:
+        """A worktree run's diffstat: on bind, at the end, and every FILES_EVERY s of new output."""
+        if rs.attr(run, "worktree") is None:
+            return
+        due = self._files_at == 0.0 or (done and self._files_version != -2) or (
+            version != self._files_version and now - self._files_at >= FILES_EVERY)
+        if not due:
+            return
+        self._files_at, self._files_version = now, (-2 if done else version)
+        self.files = rs.files(rs.call(run, "diffstat", default=[]) or [])
 
-    def _show_error(self, text: str) -> None:
-        from html import escape
+    # -- clicks and requests (main thread) ----------------------------------------------------
 
-        self._error.value = f'<span style="color:#cf222e">⚠ {escape(text)}</span>'
-        self._error.layout.display = None
-
-    # -- clicks (main thread) ----------------------------------------------------------------
-
-    def _on_stop(self, _button: Any = None) -> None:
+    def handle(self, action: str, content: dict[str, Any]) -> None:
         run = self.run
         if run is None:
             return
-        self._busy = True
+        if action == "stop":
+            self._on_stop(run)
+        elif action == "rerun":
+            self._replace(run, "rerun", lambda: run.rerun())
+        elif action == "resume":
+            prompt = str(content.get("prompt") or "").strip()
+            if prompt:
+                self._replace(run, "resume", lambda: run.resume(prompt))
+        elif action == "send":
+            self._act(run, "send", lambda: run.send(str(content.get("text", "")) + "\n"))
+        elif action == "interrupt":
+            self._act(run, "Ctrl+C", run.interrupt)
+        elif action == "card":
+            text = rs.call(run, "card_text", str(content.get("id")))
+            body = "(no longer kept: run.output() has the raw stream)" if text is None else str(text)
+            self.reply(content.get("req"), text=rs.cut(body, rs.CARD_TEXT_CHARS, "this card"))
+        elif action == "diff":
+            threading.Thread(target=self._send_diff, args=(run, content.get("req")), daemon=True,
+                             name=f"runstop-diff-{run.name}").start()
+        elif action == "files":
+            with self._lock:
+                self._files_at = 0.0
+            renderer().mark(self)
+
+    def _send_diff(self, run: Any, request: Any) -> None:
+        try:
+            text = rs.cut(str(run.diff()), rs.DIFF_CHARS, "the diff")
+        except Exception as e:
+            text = f"diff failed: {type(e).__name__}: {e}"
+        self.reply(request, text=text or "(no changes)")
+
+    def _act(self, run: Any, what: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as e:
+            self._notice(f"{what} failed: {_one_line(e)}")
+            return
+        if self.notice:
+            self._notice("")
+
+    def _notice(self, text: str) -> None:
         with ui_lock():
-            self._stop.description, self._stop.disabled = "Stopping…", True
-            self._error.layout.display = "none"
+            self.notice = text
+
+    def _on_stop(self, run: Any) -> None:
+        if not rs.is_live(run) or self._readonly:
+            return
+        self._busy = True
+        with ui_lock(), self.hold_sync():
+            self.state = self._sent_state = {**self.state, "busy": True}
+            self.notice = ""
         # The ladder may wait out the grace: never on the kernel's main thread.
         threading.Thread(target=self._stop_in_background, args=(run,), daemon=True,
                          name=f"runstop-click-{run.name}").start()
@@ -255,22 +339,24 @@ class RunWidget(w.VBox):  # type: ignore[misc]
             result = run.stop()
             failed = None if result.stopped or result.reason == "already_terminal" else str(result)
         except Exception as e:  # a stop that raises must still give the button back
-            failed = f"stop failed: {type(e).__name__}: {e}; retry"
+            failed = f"stop failed: {_one_line(e)}; retry"
         self._busy = False
         if failed:
-            with ui_lock():
-                self._show_error(failed)
-                self._stop.description, self._stop.disabled = "Stop", False
-                self._shown = ()
+            self._notice(failed)
+        with self._lock:
+            self._sent_state = {}
         renderer().add(self)
 
-    def _on_rerun(self, _button: Any = None) -> None:
-        if self.run is None:
-            return
+    def _replace(self, run: Any, what: str, start: Any) -> None:
+        """Rerun / Resume: start the new run, then show it here."""
         try:
-            new = self.run.rerun()
+            new = start()
         except Exception as e:
-            with ui_lock():
-                self._show_error(f"rerun failed: {e}")
+            self._notice(f"{what} failed: {_one_line(e)}")
             return
         self.bind(new)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
