@@ -186,10 +186,8 @@ class NotebookPage:
         return widget.locator(css).first.inner_text().strip()
 
     def output_lines(self, widget: Locator) -> list[str]:
-        """The lines shown in a widget's output area (stream outputs merge into one <pre>)."""
-        text = widget.locator(".runstop-output").evaluate(
-            "(el) => Array.from(el.querySelectorAll('.jp-OutputArea-output pre'))"
-            ".map(p => p.textContent).join('\\n')")
+        """The lines shown in a run view's output area (one <pre>, stderr in spans)."""
+        text = widget.locator(".runstop-output").first.evaluate("(el) => el.textContent")
         return [line for line in str(text).split("\n") if line.strip()]
 
     def trace(self, widget: Locator, key: str) -> None:
