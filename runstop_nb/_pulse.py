@@ -1,4 +1,4 @@
-"""The kernel's pulse: one small model that beats every couple of seconds, for every view.
+"""The kernel's pulse: one small model that beats every 1.5 seconds, for every view.
 
 A run view cannot always tell that its kernel is gone (docs/platform.md): a restart from
 the Kernel menu reaches anywidget views only as ``comm_live_update``, and a restart
@@ -24,8 +24,8 @@ from ._kernelstate import kernel_state
 from ._renderer import ui_lock
 from ._threads import forever
 
-BEAT = 2.0  # seconds between beats
-GONE_AFTER = 5.0  # seconds of silence after which views say the kernel is gone (in the JS)
+BEAT = 1.5  # seconds between beats
+GONE_AFTER = 4.0  # seconds of silence after which views say the kernel is gone (checked in the JS)
 
 
 class Pulse(w.Widget):  # type: ignore[misc]

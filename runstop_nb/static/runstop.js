@@ -6,21 +6,27 @@
 // watches the kernel's pulse model: no beat for GONE_AFTER ms, or the comm going down,
 // means the kernel is gone, and the view says so in place with its buttons disabled.
 
-const GONE_AFTER = 5000;
-const G = (globalThis.__runstop_nb = globalThis.__runstop_nb || { ticks: new Set(), timer: null });
+const GONE_AFTER = 4000; // ms without a beat (the kernel beats every 1.5 s): at most 4.5 s to notice
+const G = (globalThis.__runstop_nb = globalThis.__runstop_nb || { timers: new Map() });
 
-// One 1 s timer per page for every view's clock, whatever the number of views.
-function everySecond(fn) {
-  G.ticks.add(fn);
-  if (!G.timer) {
-    G.timer = setInterval(() => {
-      for (const f of G.ticks) {
+// One timer per period per page for every view, whatever the number of views.
+function every(ms, fn) {
+  let t = G.timers.get(ms);
+  if (!t) {
+    t = { fns: new Set(), id: null };
+    G.timers.set(ms, t);
+  }
+  t.fns.add(fn);
+  if (t.id === null) {
+    t.id = setInterval(() => {
+      for (const f of t.fns) {
         try { f(); } catch (e) { console.error("runstop_nb:", e); }
       }
-    }, 1000);
+    }, ms);
   }
-  return () => G.ticks.delete(fn);
+  return () => t.fns.delete(fn);
 }
+const everySecond = (fn) => every(1000, fn);
 
 function h(tag, cls, text) {
   const el = document.createElement(tag);
@@ -146,7 +152,7 @@ async function watchKernel(model, onGone) {
     const beat = pm && pm.get("beat");
     if (!beat || !beat[1]) return;
     const s = beat[1] - Date.now();
-    if (!initial || Math.abs(s) > GONE_AFTER) skew = s; // a restored beat is up to 2 s old
+    if (!initial || Math.abs(s) > 5000) skew = s; // a restored beat is up to 1.5 s old
   };
   const onBeat = () => { last = performance.now(); fromBeat(false); if (!pm || pm.comm_live !== false) set(false); };
   const onLive = () => { if (!pm || pm.comm_live === false) set(true); };
@@ -159,7 +165,7 @@ async function watchKernel(model, onGone) {
   }
   model.on("comm_live_update", onLive);
   document.addEventListener("visibilitychange", onShow);
-  const stop = everySecond(() => { if (pm && !document.hidden && performance.now() - last > GONE_AFTER) set(true); });
+  const stop = every(500, () => { if (pm && !document.hidden && performance.now() - last > GONE_AFTER) set(true); });
   return {
     skew: () => skew,
     gone: () => gone,
