@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import expect
 
-from .page import LOAD
+from .page import LOAD, NotebookPage
 
 pytestmark = pytest.mark.e2e
+Notebook = Callable[[list[str]], NotebookPage]
+Measure = Callable[[str, object], None]
 
 # At least 200,000 lines (the floor). Two million (122 MB) keep flood.py writing
 # for 1-3 s here, so the Stop click below usually lands while the flood is pouring in;
@@ -24,7 +27,7 @@ NUMBERED = re.compile(r"^(\d{9}) x+$")
 TAIL_MAX = 200 + 1  # the widget's tail window plus its "… earlier output not shown" marker
 
 
-def test_flood_keeps_page_responsive_tail_bounded_and_log_complete(notebook, measure):
+def test_flood_keeps_page_responsive_tail_bounded_and_log_complete(notebook: Notebook, measure: Measure) -> None:
     nb = notebook([LOAD, FLOOD])
     nb.run_all()
     flood, ticker = nb.widget("flood"), nb.widget("ticker")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from .conftest import ARTIFACTS, ROOT
-from .page import LOAD
+from .page import LOAD, NotebookPage
 
 pytestmark = pytest.mark.e2e
+Notebook = Callable[[list[str]], NotebookPage]
+Measure = Callable[[str, object], None]
 
 NAMES = ("planner", "coder", "reviewer")
 GRID = """%%agent_run --cols 3
@@ -22,7 +25,7 @@ reviewer: python agents/counter.py --interval 0.3
 DOCS_SHOT = ROOT / "docs" / "grid.png"
 
 
-def test_grid_shows_three_streaming_runs(notebook, frontend):
+def test_grid_shows_three_streaming_runs(notebook: Notebook, frontend: str) -> None:
     nb = notebook([LOAD, GRID])
     nb.run_all()
     expect(nb.widgets).to_have_count(3)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import expect
 
 from .page import LOAD, NotebookPage
 from .probe import tree_by_cookie
+from .test_views import BROKEN
 
 pytestmark = pytest.mark.e2e
+Notebook = Callable[[list[str]], NotebookPage]
+Measure = Callable[[str, object], None]
 
 THREE = """%%agent_run --cols 3
 planner: python agents/counter.py --interval 0.2
@@ -41,7 +45,7 @@ def wait_streaming(nb: NotebookPage, names: list[str], marker: str) -> None:
                 f"output in {name}")
 
 
-def test_stop_button_ends_one_tree_and_others_keep_streaming(notebook):
+def test_stop_button_ends_one_tree_and_others_keep_streaming(notebook: Notebook) -> None:
     nb = notebook([LOAD, THREE])
     nb.run_all()
     expect(nb.widgets).to_have_count(3)
@@ -70,7 +74,7 @@ def test_stop_button_ends_one_tree_and_others_keep_streaming(notebook):
         assert tree_by_cookie(live[name].cookie), f"{name}'s tree died with coder's"
 
 
-def test_stop_escalates_on_an_agent_that_ignores_sigterm(notebook, measure):
+def test_stop_escalates_on_an_agent_that_ignores_sigterm(notebook: Notebook, measure: Measure) -> None:
     nb = notebook([LOAD, STUBBORN])
     nb.run_all()
     widget = nb.widget("stubborn")
@@ -96,7 +100,7 @@ def test_stop_escalates_on_an_agent_that_ignores_sigterm(notebook, measure):
     nb.poll(lambda: not tree_by_cookie(run.cookie), 5, "the stubborn tree to be gone")
 
 
-def test_kernel_restart_from_the_ui_ends_every_tree(notebook, measure):
+def test_kernel_restart_from_the_ui_ends_every_tree(notebook: Notebook, measure: Measure) -> None:
     nb = notebook([LOAD, MIXED])
     nb.run_all()
     expect(nb.widgets).to_have_count(3)
@@ -105,8 +109,8 @@ def test_kernel_restart_from_the_ui_ends_every_tree(notebook, measure):
     wait_streaming(nb, ["counter"], "working on step")
     runs = nb.live_runs()
     assert set(runs) == {"tree", "stubborn", "counter"}
-    # guard + spawner + 3 children + a setsid'd child + a double-forked daemon
-    nb.poll(lambda: len(tree_by_cookie(runs["tree"].cookie)) >= 7, 10, "the spawner's whole tree")
+    # spawner + 3 children + a setsid'd child + a double-forked daemon (the guard carries no cookie)
+    nb.poll(lambda: len(tree_by_cookie(runs["tree"].cookie)) >= 6, 10, "the spawner's whole tree")
     old_kernel = nb.kernel_pid()
 
     # The Kernel menu's "Restart Kernel…" (kernelmenu:restart in Lab 4.6 and Notebook 7.6).
@@ -114,8 +118,19 @@ def test_kernel_restart_from_the_ui_ends_every_tree(notebook, measure):
     nb.page.evaluate("() => { window.jupyterapp.commands.execute('kernelmenu:restart'); }")
     accept = nb.page.locator(".jp-Dialog .jp-mod-accept")
     expect(accept).to_have_text(re.compile("Restart"))
+    cells = nb.page.locator(".runstop-cell")
+    before = [(cells.nth(i).bounding_box() or {}).get("x") for i in range(3)]
     clicked = time.monotonic()
     accept.click()
+    # Every view says so in place within 5 s: buttons disabled, no broken-link icon, no shift.
+    for name in runs:
+        w = nb.widget(name)
+        expect(w.locator(".runstop-gone")).to_have_text(
+            "kernel gone: this run was stopped with its kernel", timeout=max(0.1, 5 - (time.monotonic() - clicked)) * 1000)
+        expect(w.locator(".runstop-stop")).to_be_disabled()
+    measure("restart_click_to_views_gone_s", round(time.monotonic() - clicked, 3))
+    assert nb.page.evaluate(BROKEN)["icons"] == 0, "a broken-link icon is drawn"
+    assert [(cells.nth(i).bounding_box() or {}).get("x") for i in range(3)] == before, "the grid's layout moved"
     for name, run in runs.items():
         nb.poll(lambda run=run: not tree_by_cookie(run.cookie), 5 - (time.monotonic() - clicked),
                 f"{name}'s tree to be gone after the kernel restart")
