@@ -36,7 +36,7 @@ class Msg:
     parent: str  # parent msg_id ("" for none)
     comm: str  # comm_id for comm messages
     size: int  # bytes on the wire, all frames
-    outputs: bool  # a comm update that sets an Output widget's ``outputs``
+    outputs: bool  # a comm update that sends a view's output: a run view's ``tail`` (or an Output's ``outputs``)
     sent: float  # epoch seconds when the kernel made the message (its header's date)
 
 
@@ -108,7 +108,7 @@ class Recorder:
             match = COMM_ID.search(content)
             comm = match.group(1).decode() if match else ""
         msg = Msg(t, kind, parent.get("msg_id", ""), comm, sum(len(f) for f in frames),
-                  kind == "comm_msg" and b'"outputs"' in content, _epoch(header.get("date"), t))
+                  kind == "comm_msg" and (b'"tail"' in content or b'"outputs"' in content), _epoch(header.get("date"), t))
         with self._lock:
             self._msgs.append(msg)
             for marker in self._watch:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from ._kernelstate import kernel_state
@@ -28,6 +29,7 @@ from ._threads import forever
 log = logging.getLogger("runstop_nb")
 FRAME = 0.1  # seconds between frames: at most 10 widget updates per second per run
 SWEEP = 5.0  # every view is refreshed at least this often, in case an event was missed
+PROBE = 0.5  # seconds between two looks at probed versions (output that came without an event)
 MAX_FAILURES = 5  # consecutive failed refreshes before a view is dropped
 
 
@@ -44,7 +46,8 @@ class Renderer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._failures: dict[int, int] = {}
-        self._swept = time.monotonic()
+        self._probes: dict[int, tuple[Refreshable, Callable[[], int], list[int]]] = {}
+        self._swept = self._probed = time.monotonic()
         self._thread = forever(self._frame, "runstop-renderer")
 
     @property
@@ -71,6 +74,20 @@ class Renderer:
             if item in self._items:
                 self._items.remove(item)
             self._dirty.pop(id(item), None)
+            self._probes.pop(id(item), None)
+
+    def probe(self, item: Refreshable, version: Callable[[], int]) -> None:
+        """Also mark ``item`` whenever ``version()`` changes, checked every PROBE seconds.
+
+        A safety net for output that arrives without an event (a flood's skipped bytes):
+        one cheap call per live view twice a second, and no message unless it changed."""
+        with self._lock:
+            self._probes[id(item)] = (item, version, [version()])
+        self._wake.set()
+
+    def unprobe(self, item: Refreshable) -> None:
+        with self._lock:
+            self._probes.pop(id(item), None)
 
     def poke(self) -> None:
         """Wake the thread (kept for callers that only know something happened)."""
@@ -80,6 +97,18 @@ class Renderer:
         """Refresh every marked item once (every item at each sweep), then wait for the next frame."""
         t0 = time.monotonic()
         with self._lock:
+            probes = list(self._probes.values()) if t0 - self._probed >= PROBE else []
+            if probes:
+                self._probed = t0
+            for item, version, last in probes:
+                try:
+                    now = version()
+                except Exception:
+                    continue
+                if now != last[0]:
+                    last[0] = now
+                    self._dirty[id(item)] = item
+            probing = bool(self._probes)
             if t0 - self._swept >= SWEEP:
                 self._swept = t0
                 due = list(self._items)
@@ -102,7 +131,7 @@ class Renderer:
                 self.discard(item)
                 self._failures.pop(id(item), None)
         # Sleep until something is marked (or the sweep is due); never two frames within FRAME.
-        self._wake.wait(None if idle else SWEEP)
+        self._wake.wait(None if idle else PROBE if probing else SWEEP)
         self._wake.clear()
         left = FRAME - (time.monotonic() - t0)
         if left > 0:

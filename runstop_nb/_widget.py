@@ -195,6 +195,8 @@ class RunWidget(View):
                 buffer.on_change = lambda: _mark_view_of(run_id)
             if rs.is_live(run) and not run.done:
                 stats_service().watch(self, run, self._on_tree_stats)
+                if buffer is not None:
+                    renderer().probe(self, lambda: int(buffer.version))
         with ui_lock(), self.hold_sync():
             self.info = {**rs.info(run), "readonly": self._readonly or not rs.is_live(run)}
             self.notice = ""
@@ -208,6 +210,7 @@ class RunWidget(View):
             return
         views().release(old.id, self)
         stats_service().unwatch(self)
+        renderer().unprobe(self)
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -260,6 +263,8 @@ class RunWidget(View):
                 self._update_files(run, done, version, now)
             if version != self._version:
                 renderer().mark(self)  # output held back by the rate limit: come back next frame
+            if done:
+                renderer().unprobe(self)
             return not (done and version == self._version)
 
     def _update_files(self, run: Any, done: bool, version: int, now: float) -> None:

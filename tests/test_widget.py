@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from runstop_nb import _runstate as rs
+from runstop_nb._renderer import Renderer
 from runstop_nb._results import StopResult
 from runstop_nb._worktree import FileChange, Worktree
 
@@ -121,6 +122,33 @@ def test_resume_is_offered_only_for_an_ended_live_agent_run_with_a_session() -> 
 def test_cut_says_where_it_cut() -> None:
     assert rs.cut("abc", 10, "x") == "abc"
     assert "cut at 10 of 100" in rs.cut("a" * 100, 10, "the diff")
+
+
+class Counting:
+    """A view that counts its refreshes."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.calls = 0
+        self.keep = keep
+
+    def refresh(self) -> bool:
+        self.calls += 1
+        return self.keep
+
+
+def test_the_renderer_refreshes_only_what_was_marked() -> None:
+    r = Renderer()
+    item, finished = Counting(), Counting(keep=False)
+    r.add(item)
+    r.add(finished)
+    wait_for(lambda: item.calls == 1 and finished.calls == 1, 5, "the first frame")
+    time.sleep(0.5)  # five frames: nothing marked, nothing refreshed
+    assert item.calls == 1
+    r.mark(item)
+    r.mark(finished)
+    wait_for(lambda: item.calls == 2, 5, "the marked view's frame")
+    time.sleep(0.3)
+    assert finished.calls == 1, "a view that said it is finished is dropped"
 
 
 # -- real views in a real kernel -------------------------------------------------------------
