@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.text import DollarFormatter
 
 from . import _spec
 from ._api import get, runs, start
@@ -54,8 +55,20 @@ class AgentMagics(Magics):
     @argument("--restart", action="store_true", help="stop a live run with the same name/cell first (verified), then start anew")
     @argument("--wait", action="store_true", help="block the cell until the run ends; interrupting the kernel stops it")
     @argument("--shell", action="store_true", help="run the command text with $SHELL -c")
+    @argument("--pty", action="store_true",
+              help="run in a pseudo-terminal: output as a terminal shows it (line-buffered, colours), input through it")
+    @argument("--stdin", action="store_true", help="keep a pipe to the agent's stdin: run.send(text), an input box")
+    @argument("--format", choices=("auto", "claude", "codex", "gemini", "text"), default="auto",
+              help="how to read stdout: as an agent's JSON event stream (cards, tokens, cost) or as text (default: auto)")
+    @argument("--max-cost", type=float, metavar="USD", help="stop the run once the agent reports spending more")
+    @argument("--max-tokens", type=int, metavar="N", help="stop the run once input + output tokens exceed N")
+    @argument("--idle", type=float, metavar="S", help="show 'idle' after S seconds without output (default 120)")
+    @argument("--worktree", action="store_true", help="run in a git worktree of its own (run.diff() afterwards)")
+    @argument("--containment", choices=("auto", "cgroup", "guard"),
+              help="what holds the tree: a cgroup where possible (auto), or the subreaper guard alone")
     @argument("--cols", type=int, metavar="N", help="%%%%agent_run only: fixed number of grid columns")
     @argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    @no_var_expand
     @line_cell_magic
     def agent_run(self, line: str, cell: str | None = None) -> None:
         """Start agents as subprocesses and show them as live widgets.
@@ -77,6 +90,7 @@ class AgentMagics(Magics):
         tree. Agents never receive the kernel's interrupt, except a --wait run, which it stops.
         """
         args = _parse(self.agent_run, line)
+        self._expand_args(args)
         opts = self._options(args)
         if cell is None:
             if args.cols is not None:
@@ -150,6 +164,27 @@ class AgentMagics(Magics):
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _expand_args(self, args: argparse.Namespace) -> None:
+        """``{var}`` and ``$var`` from the user's namespace, as ``!cmd`` does, but *after* the
+        options were parsed and word by word: a value never becomes more than one argument,
+        so it cannot smuggle in an option (``n = "x --shell"``)."""
+        for field in ("name", "cwd"):
+            value = getattr(args, field)
+            if isinstance(value, str):
+                setattr(args, field, self._expand(value))
+        args.env = [self._expand(item) for item in args.env]
+        args.command = [self._expand(word, quote=args.shell) for word in args.command]
+
+    def _expand(self, word: str, quote: bool = False) -> str:
+        if "{" not in word and "$" not in word:
+            return word
+        formatter = _QuotingFormatter() if quote else DollarFormatter()
+        try:
+            ns = self.shell.user_ns if self.shell is not None else {}
+            return str(formatter.vformat(word, args=[], kwargs=_Namespace(ns)))
+        except Exception:
+            return word  # as IPython does: a name it cannot resolve stays as written
+
     def _seconds(self, flag: str, value: float | None) -> float | None:
         try:
             return _spec.check_seconds(flag, value)
@@ -167,8 +202,12 @@ class AgentMagics(Magics):
             _spec.check_name(args.name)
         except RunstopError as e:
             raise UsageError(str(e)) from None
-        return {"cwd": args.cwd, "env": env, "timeout": self._seconds("--timeout", args.timeout),
-                "grace": self._seconds("--grace", args.grace), "shell": args.shell}
+        opts = {"cwd": args.cwd, "env": env, "timeout": self._seconds("--timeout", args.timeout),
+                "grace": self._seconds("--grace", args.grace), "shell": args.shell, "pty": args.pty,
+                "stdin": args.stdin, "format": args.format, "max_cost": args.max_cost,
+                "max_tokens": args.max_tokens, "idle": self._seconds("--idle", args.idle),
+                "worktree": args.worktree, "containment": args.containment}
+        return opts
 
     def _command(self, args: argparse.Namespace, line: str) -> list[str] | str:
         words = list(args.command)
@@ -178,7 +217,7 @@ class AgentMagics(Magics):
             raise UsageError(f"missing command: {USAGE}")
         if args.shell:
             _, sep, raw = f" {line}".partition(" -- ")
-            return raw.strip() if sep else shlex.join(words)
+            return self._expand(raw.strip(), quote=True) if sep else shlex.join(words)
         return words
 
     def _cell_jobs(self, cell: str, shell: bool) -> list[tuple[str | None, list[str] | str, str]]:
@@ -342,6 +381,17 @@ class AgentMagics(Magics):
             for run in runs_:
                 _echo(run, offsets)
                 print(f"{run.name}: {run.status} (exit {run.returncode})")
+
+
+class _Namespace(dict[str, Any]):
+    """The user namespace for the formatter (a missing name raises, so the word stays)."""
+
+
+class _QuotingFormatter(DollarFormatter):
+    """For ``--shell``: a substituted value is quoted, so it stays one word of the shell text."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return shlex.quote(str(super().format_field(value, format_spec)))
 
 
 def _parse(magic: Any, line: str) -> argparse.Namespace:

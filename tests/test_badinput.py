@@ -46,9 +46,9 @@ from runstop_nb import (
 )
 from runstop_nb._kernelstate import kernel_state
 from runstop_nb._logs import MAX_LINE_CHARS, MAX_TAIL_LINES
-from runstop_nb._terminal import collapse_cr
 from runstop_nb._registry import registry
 from runstop_nb._supervisor import supervisor
+from runstop_nb._terminal import collapse_cr
 
 from .helpers import alive, cookie_alive, helpers_of, kill_pids, pids_with, wait_for
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
-
 import tracemalloc
+from pathlib import Path
 
 from runstop_nb._logs import FEED_WINDOW, UNRECORDED_LAG, LineCounter, LiveTail, LogFiles, TailBuffer
 
@@ -183,7 +182,7 @@ def test_tail_collapses_carriage_returns(tmp_path: Path) -> None:
 
 def test_tail_of_a_huge_line_reads_a_bounded_amount(tmp_path: Path) -> None:
     """A 50 MB line without a newline: tail() must not read (or return) it whole."""
-    files, tail = make(tmp_path)
+    files, _tail = make(tmp_path)
     write(files.stdout, b"head\n")
     chunk = b"x" * (1 << 20)
     for _ in range(50):

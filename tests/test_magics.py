@@ -115,6 +115,55 @@ def test_unload_leaves_runs_running_and_says_so(capsys: pytest.CaptureFixture[st
     assert runstop_nb.get("keeper") is run
 
 
+def test_variables_expand_after_parsing_into_single_words(shell: InteractiveShell) -> None:
+    """Issue 14.15: a variable's value can never become an option (``n = "x --shell"``)."""
+    shell.user_ns.update(n="x --shell", z="a; touch /tmp/runstop-injected", who="world")
+    with pytest.raises(UsageError, match="invalid run name"):
+        shell.run_line_magic("agent_run", "--name {n} -- echo {z}")
+    shell.run_line_magic("agent_run", "--name expanded --wait -- echo {z} $who")
+    run = runstop_nb.get("expanded")
+    assert run.argv == ["echo", "a; touch /tmp/runstop-injected", "world"]
+    assert run.output().strip() == "a; touch /tmp/runstop-injected world"
+    # with --shell the value is quoted into one word of the shell text: nothing runs from it
+    shell.run_line_magic("agent_run", "--name shelled --shell --wait -- echo {z}")
+    assert runstop_nb.get("shelled").output().strip() == "a; touch /tmp/runstop-injected"
+    assert not os.path.exists("/tmp/runstop-injected")
+    # a name that does not resolve stays as written, as IPython does for !cmd
+    shell.run_line_magic("agent_run", "--name literal --wait -- echo {nosuchname}")
+    assert runstop_nb.get("literal").output().strip() == "{nosuchname}"
+
+
+def test_new_options_reach_the_run(shell: InteractiveShell, tmp_path: Path) -> None:
+    shell.run_line_magic(
+        "agent_run", "--name opts --stdin --format text --max-tokens 5 --idle 3 -- cat")
+    run = runstop_nb.get("opts")
+    try:
+        assert run.stdin_open
+        run.send("hi\n")
+        run.close_stdin()
+        wait_for(lambda: run.status == "completed", 10, "cat to end after close_stdin()")
+        assert run.output() == "hi\n"
+        assert run.spec.format == "text" and run.spec.max_tokens == 5 and run.spec.idle == 3
+    finally:
+        run.stop()
+    shell.run_line_magic("agent_run", "--name tty --pty --wait -- sh -c 'test -t 1 && echo terminal'")
+    assert "terminal" in runstop_nb.get("tty").output()
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("--max-cost abc -- ls", "invalid float value"),
+    ("--format yaml -- ls", "invalid choice: 'yaml'"),
+    ("--idle 0 -- ls", "--idle must be a positive"),
+    ("--containment box -- ls", "invalid choice: 'box'"),
+])
+def test_bad_new_options_are_usage_errors(shell: InteractiveShell, line: str, message: str) -> None:
+    before = len(runstop_nb.runs())
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("agent_run", line)
+    assert message in str(info.value)
+    assert len(runstop_nb.runs()) == before
+
+
 # -- real kernel ------------------------------------------------------------------------------
 
 
@@ -234,8 +283,8 @@ def test_ls_lists_every_run(k: Kernel) -> None:
     k.ok("%agent_run --name listed -- sleep 1000")
     reply = k.ok("%agent_ls")
     text = reply.data[-1]["text/plain"]
-    assert text.splitlines()[0].split() == ["name", "id", "status", "pid", "elapsed", "exit", "lines", "log"]
-    assert "listed" in text and "running" in text
+    assert text.splitlines()[0].split() == ["name", "status", "elapsed", "lines", "exit", "command", "log"]
+    assert "listed" in text and "running" in text and "sleep 1000" in text
     assert "runstop-table" in reply.data[-1]["text/html"]
     k.ok("%agent_stop listed")
 
