@@ -6,7 +6,8 @@ version in the default test run); ``make soak`` runs 500. ``RUNSTOP_SOAK_SEED`` 
 seed (the figures print the one used; timing still varies from run to run).
 
 Each cycle starts one run (three at most for ``stop_all``) of a random tree shape, with a
-random grace, stops it at a random moment by a random route, and checks at once that
+random grace and a random containment (a cgroup where the machine allows it, or the guard
+alone), stops it at a random moment by a random route, and checks at once that
 nothing carrying the run's cookie is left. Canaries run the very same command lines with
 other cookies and record every catchable signal they receive; a sibling run (its own guard)
 does the same. Then 50 runs are started and stopped from 8 threads.
@@ -116,6 +117,27 @@ def storm():
             pass
         time.sleep(0.004)
 
+def chain():
+    # A TERM-ignoring fork chain: every generation starts a new session, forks and exits
+    # within about a millisecond; each generation announces itself as 'temp'.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        time.sleep(0.001)
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+        announce("temp")
+
+def guard_attack(guard):
+    # SIGSTOP the run's guard (the root's parent) again and again. Never in a canary: there
+    # the root's parent is the test itself.
+    while True:
+        try:
+            os.kill(guard, signal.SIGSTOP)
+        except OSError:
+            return
+        time.sleep(0.1)
+
 def stopped_member():
     spawn(lambda: os.kill(os.getpid(), signal.SIGSTOP))
     os.kill(os.getpid(), signal.SIGSTOP)
@@ -151,6 +173,16 @@ def build(shape):
     elif shape == "stopped":
         spawn(stopped_member, term=t)
         spawn(term=t)
+    elif shape == "chain":
+        if SIGLOG:  # a canary's chain would never end: one lasting member, same command line
+            spawn(term=t)
+        else:
+            spawn(chain, kind="temp", term="ignore", setsid=True)
+    elif shape == "attack":
+        spawn(term=t)
+        if not SIGLOG:
+            guard = os.getppid()  # the root's parent, read before the fork
+            spawn(lambda: guard_attack(guard), kind="temp", term=t)
     elif shape == "mixed":
         for part in P.get("parts", ()):
             build(part)
@@ -167,7 +199,9 @@ while n is None or i < n:
 sys.exit(P.get("code", 0))
 """
 
-SHAPES = ("plain", "deep", "wide", "stubborn", "escapees", "storm", "churn", "stopped", "mixed")
+SHAPES = ("plain", "deep", "wide", "stubborn", "escapees", "storm", "churn", "stopped", "chain", "attack",
+          "mixed")
+CONTAINMENTS = ("auto", "guard")  # auto is a cgroup where the machine allows it
 TIMINGS = ("early", "mid", "at_exit", "after_exit", "timeout")
 MODES = ("direct", "threads", "stop_all")
 CANARY_PARAMS = {"depth": 3, "width": 3, "storm": 30, "interval": 0.5, "parts": ["wide", "stopped"]}
@@ -189,7 +223,7 @@ def announced(path: Path, kind: str | None = None) -> list[int]:
 def keep_count(shape: str, p: dict[str, object]) -> int:
     """How many 'keep' processes a canary of this shape announces once its tree is built."""
     counts = {"plain": 0, "deep": int(p["depth"]), "wide": int(p["width"]), "stubborn": 4,  # type: ignore[call-overload]
-              "escapees": 3, "storm": 1, "churn": 1, "stopped": 3}
+              "escapees": 3, "storm": 1, "churn": 1, "stopped": 3, "chain": 1, "attack": 1}
     extra = sum(counts[s] for s in p["parts"]) if shape == "mixed" else counts[shape]  # type: ignore[attr-defined]
     return 1 + extra
 
@@ -208,6 +242,7 @@ class Figures:
     shapes: Counter[str] = field(default_factory=Counter)
     timings: Counter[str] = field(default_factory=Counter)
     modes: Counter[str] = field(default_factory=Counter)
+    containments: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -241,11 +276,12 @@ class Soak:
             return self.tmp / f"pids-{self.counter}.txt"
 
     def start(self, shape: str, p: dict[str, object], grace: float, timeout: float | None = None,
-              extra_env: dict[str, str] | None = None) -> tuple[runstop_nb.Run, Path]:
+              extra_env: dict[str, str] | None = None, containment: str | None = None) -> tuple[runstop_nb.Run, Path]:
         pids = self.pidfile()
         env = {"SOAK_PARAMS": json.dumps(p), "SOAK_PIDS": str(pids), **(extra_env or {})}
-        run = runstop_nb.start(argv(shape), env=env, grace=grace, timeout=timeout)
+        run = runstop_nb.start(argv(shape), env=env, grace=grace, timeout=timeout, containment=containment)
         with self.fig.lock:
+            self.fig.containments[run.containment or "none"] += 1
             self.runs.append((run, pids))
             self.fig.runs += 1
         return run, pids
@@ -386,6 +422,7 @@ def concurrently(calls: list[Callable[[], object]]) -> list[object]:
 def cycle(soak: Soak, n: int) -> None:
     rng, fig = soak.rng, soak.fig
     shape, timing, mode = rng.choice(SHAPES), rng.choice(TIMINGS), rng.choice(MODES)
+    containment = rng.choice(CONTAINMENTS)
     grace = round(rng.uniform(0.05, 0.8), 3)
     p: dict[str, object] = {
         "seed": rng.randrange(1 << 30), "member_term": rng.choice(["default", "default", "ignore", "slow"]),
@@ -394,18 +431,21 @@ def cycle(soak: Soak, n: int) -> None:
         "first": 0.0, "lines": None, "code": rng.choice([0, 0, 1, 3]),
         "parts": rng.sample([s for s in SHAPES if s not in ("plain", "storm", "mixed")], rng.randint(2, 3)),
     }
+    if timing == "after_exit" and _endless(shape, p):
+        timing = "mid"  # a fork chain never ends by itself
     if timing == "early":
         p["first"] = rng.uniform(0.5, 1.0)
     elif timing in ("at_exit", "after_exit"):
         p["lines"] = rng.randint(0, 30)
     timeout = rng.uniform(0.2, 0.8) if timing == "timeout" else None
-    where = f"cycle {n} (seed {SEED}: {shape}/{timing}/{mode}, grace {grace}, {json.dumps(p)})"
+    where = f"cycle {n} (seed {SEED}: {shape}/{timing}/{mode}/{containment}, grace {grace}, {json.dumps(p)})"
     fig.shapes[shape] += 1
     fig.timings[timing] += 1
     fig.modes[mode] += 1
     if mode == "stop_all":
         soak.stop_sibling()
-    group = [soak.start(shape, p, grace, timeout)[0] for _ in range(rng.randint(1, 3) if mode == "stop_all" else 1)]
+    group = [soak.start(shape, p, grace, timeout, containment=containment)[0]
+             for _ in range(rng.randint(1, 3) if mode == "stop_all" else 1)]
     run = group[0]
     fig.cycles += len(group)
     try:
@@ -475,6 +515,11 @@ def cycle(soak: Soak, n: int) -> None:
             kill_pids(cookie_alive(member.spec.cookie))
         if mode == "stop_all":
             soak.start_sibling()
+
+
+def _endless(shape: str, p: dict[str, object]) -> bool:
+    parts = p["parts"] if shape == "mixed" else [shape]
+    return "chain" in parts  # type: ignore[operator]
 
 
 def concurrency(soak: Soak) -> None:
@@ -577,6 +622,7 @@ def report(soak: Soak, wall: float, registry_line: str) -> str:
         f"  shapes                {shown(fig.shapes)}",
         f"  stop timing           {shown(fig.timings)} ({fig.early_before_output} stops before any output)",
         f"  stop routes           {shown(fig.modes)}",
+        f"  containment           {shown(fig.containments)}",
         f"runs started            {fig.runs} (incl. sibling canary runs)",
         f"processes started       {fig.procs + fig.guards} ({fig.procs} in agent trees, {fig.guards} guards)",
         f"leaked                  {fig.leaked}",
