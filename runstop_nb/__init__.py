@@ -27,12 +27,14 @@ from ._run import Run
 from .errors import (
     CommandNotFoundError,
     HistoryError,
+    InputError,
     InvalidSpecError,
     NameInUseError,
     RunNotFoundError,
     RunstopError,
     StartError,
     TransitionError,
+    WorktreeError,
 )
 
 __version__ = "0.2.0"
@@ -40,6 +42,7 @@ __version__ = "0.2.0"
 __all__ = [
     "CommandNotFoundError",
     "HistoryError",
+    "InputError",
     "InvalidSpecError",
     "NameInUseError",
     "PastRun",
@@ -52,6 +55,7 @@ __all__ = [
     "StopResult",
     "Survivor",
     "TransitionError",
+    "WorktreeError",
     "__version__",
     "dashboard",
     "get",

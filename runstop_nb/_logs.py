@@ -7,6 +7,10 @@ stdin is kept in ``stdin.log``. ``order.idx`` says how the three interleave, as 
 ``o<n>`` / ``e<n>`` / ``i<n>`` (the next ``n`` bytes of that stream): the guard writes the
 agent's (it watches the files with inotify; see ``_proc/order.py``), the kernel writes the
 input's, and without a guard the kernel's tail writes them all, at its own granularity.
+The kernel writes an input record before the agent can read the input, as
+``i<n>:<stdout size>:<stderr size>``: the input comes after what the agent had written by
+then, even when the guard describes those bytes later; ``u<n>`` takes back the last ``n``
+bytes of input that could not be sent (a full pipe).
 Bytes no record describes (a crash) come last, stdout first.
 
 The live tail reads new bytes each tick, but decodes and keeps only the last
@@ -32,6 +36,7 @@ STREAMS = ("stdout", "stderr")  # what the agent writes
 ALL_STREAMS = ("stdout", "stderr", "stdin")  # and what was sent to it
 _TAG = {"stdout": b"o", "stderr": b"e", "stdin": b"i"}
 _STREAM_OF = {v: k for k, v in _TAG.items()}
+_UNSENT = b"u"  # the last n bytes of input were not sent after all
 COUNT_BLOCK = 256 << 10  # bytes per read while counting lines: short GIL holds
 FEED_WINDOW = 64 << 10  # at most this much of each tick's new text is decoded
 MAX_TAIL_LINES = 250  # display lines kept per run: the widget shows 200
@@ -74,25 +79,46 @@ class LogFiles:
         return self
 
     def chunks(self, streams: tuple[str, ...] = STREAMS) -> Iterator[tuple[str, int, int]]:
-        """(stream, offset, length) of ``streams`` in the order written, then any remainder."""
-        offsets = dict.fromkeys(ALL_STREAMS, 0)
+        """(stream, offset, length) of ``streams`` in the order written, then any remainder.
+
+        An input record may carry the sizes stdout and stderr had when it was sent
+        (``i<n>:<out>:<err>``): what the agent had written by then comes before it, even if
+        the guard has not described those bytes yet."""
+        offsets = dict.fromkeys(ALL_STREAMS, 0)  # bytes yielded (or skipped) per stream
+        described = dict.fromkeys(ALL_STREAMS, 0)  # bytes covered by records per stream
         sizes = {s: _file_size(self.path(s)) for s in ALL_STREAMS}
         try:
             records = self.order.read_bytes().split(b"\n")
         except OSError:
             records = []
-        for rec in records:
-            stream = _STREAM_OF.get(rec[:1])
-            if stream is None or not rec[1:].isdigit():
-                continue
-            n = min(int(rec[1:]), sizes[stream] - offsets[stream])
-            if n > 0:
+
+        def upto(stream: str, end: int) -> Iterator[tuple[str, int, int]]:
+            end = min(end, sizes[stream])
+            if end > offsets[stream]:
                 if stream in streams:
-                    yield stream, offsets[stream], n
-                offsets[stream] += n
+                    yield stream, offsets[stream], end - offsets[stream]
+                offsets[stream] = end
+
+        parsed: list[tuple[str, list[int]]] = []  # (stream, [n, marks…]); u<n> shortens its input
+        last_input = -1
+        for rec in records:
+            fields = rec[1:].split(b":")
+            if not rec or not all(f.isdigit() for f in fields):
+                continue
+            if rec[:1] == _UNSENT and last_input >= 0:
+                parsed[last_input][1][0] -= int(fields[0])
+            elif rec[:1] in _STREAM_OF:
+                parsed.append((_STREAM_OF[rec[:1]], [int(f) for f in fields]))
+                if rec[:1] == _TAG["stdin"]:
+                    last_input = len(parsed) - 1
+        for stream, values in parsed:
+            if stream == "stdin" and len(values) == 3:
+                yield from upto("stdout", values[1])
+                yield from upto("stderr", values[2])
+            described[stream] += values[0]
+            yield from upto(stream, described[stream])
         for stream in streams:
-            if sizes[stream] > offsets[stream]:
-                yield stream, offsets[stream], sizes[stream] - offsets[stream]
+            yield from upto(stream, sizes[stream])
 
     def read_bytes(self, stream: str = "both") -> bytes:
         """All bytes of one stream, of the agent's two interleaved ("both"), or of all three ("all")."""
@@ -316,9 +342,19 @@ class LiveTail:
         out = []
         for rec in complete:
             stream = _STREAM_OF.get(rec[:1])
-            if stream is not None and stream not in skip and rec[1:].isdigit():
-                self._recorded[stream] += int(rec[1:])
-                out.append((stream, self._recorded[stream]))
+            fields = rec[1:].split(b":")
+            if not all(f.isdigit() for f in fields):
+                continue
+            if rec[:1] == _UNSENT:
+                self._recorded["stdin"] -= int(fields[0])
+                self._fed["stdin"] = min(self._fed["stdin"], self._recorded["stdin"])
+                continue
+            if stream is None or stream in skip:
+                continue
+            if stream == "stdin" and len(fields) == 3:  # what the agent wrote before the input
+                out += [("stdout", int(fields[1])), ("stderr", int(fields[2]))]
+            self._recorded[stream] += int(fields[0])
+            out.append((stream, self._recorded[stream]))
         return out
 
     def poll(self, final: bool = False) -> bool:

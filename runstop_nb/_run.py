@@ -86,6 +86,7 @@ class Run:
         self.returncode: int | None = None
         self.containment = "none"
         self.cgroup: str | None = None  # the run's cgroup folder, when it has one
+        self.backend = "local"  # what launched it: "local" or "ray" (its agent says)
         self.started_at = datetime.now(timezone.utc)
         self.ended_at: datetime | None = None
         self.error: str | None = None  # why a run ended abnormally, e.g. its guard died
@@ -128,6 +129,7 @@ class Run:
         self.pid = agent.pid
         self.containment = agent.containment
         self.cgroup = getattr(agent, "cgroup", None)
+        self.backend = str(getattr(agent, "backend", "local"))
         self._input_fd = agent.input_fd
         self._tail = LiveTail(self._logs, self.buffer, writes_order=not agent.records_order)
         self._supervisor.add_ticker(self, self._tick)
@@ -328,6 +330,9 @@ class Run:
         import select
 
         with self._input_lock:
+            # Its place in the log is fixed before the agent can see it: after the bytes it had
+            # written by now. If only part goes through, the rest is taken back from the log.
+            start = self._record_input(data)
             sent, deadline = 0, time.monotonic() + SEND_TIMEOUT
             try:
                 while sent < len(data):
@@ -344,27 +349,39 @@ class Run:
                     raise
                 raise InputError(f"{self.name!r} closed its input ({e.strerror or e}); nothing more can be sent") from None
             finally:
-                self._record_input(data[:sent])
+                if sent < len(data):
+                    self._unsend(start, sent, len(data) - sent)
 
     def _wants_stream_json(self) -> bool:
         argv = self.argv
         return any(a == "--input-format" and argv[i + 1 : i + 2] == ["stream-json"] for i, a in enumerate(argv)) or (
             "--input-format=stream-json" in argv)
 
-    def _record_input(self, data: builtins.bytes) -> None:
-        if not data:
-            return
+    def _record_input(self, data: builtins.bytes) -> int:
+        """Append ``data`` to stdin.log, and its place among the agent's writes to the order
+        index (``i<n>:<stdout size>:<stderr size>``); return stdin.log's size before it."""
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        marks = (self._logs.stdout.stat().st_size, self._logs.stderr.stat().st_size)
         fd = os.open(self._logs.stdin, flags, 0o600)
         try:
+            start = os.fstat(fd).st_size
             os.write(fd, data)
         finally:
             os.close(fd)
-        order = os.open(self._logs.order, flags, 0o600)
+        self._order_record(b"i%d:%d:%d\n" % (len(data), *marks))
+        return start
+
+    def _unsend(self, start: int, sent: int, unsent: int) -> None:
+        """Take back from the log what could not be sent (``u<n>``: the last n bytes of input)."""
+        os.truncate(self._logs.stdin, start + sent)
+        self._order_record(b"u%d\n" % unsent)
+
+    def _order_record(self, record: builtins.bytes) -> None:
+        fd = os.open(self._logs.order, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(order, b"i%d\n" % len(data))
+            os.write(fd, record)
         finally:
-            os.close(order)
+            os.close(fd)
 
     def close_stdin(self) -> None:
         """End the agent's input (it reads EOF). Idempotent."""

@@ -197,3 +197,27 @@ def test_tail_of_a_huge_line_reads_a_bounded_amount(tmp_path: Path) -> None:
     assert "earlier bytes of this line in the log" in text or "more characters in the log" in text
     assert peak < 8 << 20, f"tail() peaked at {peak / 1e6:.1f} MB"
     assert len(files.output()) == 5 + 50 * (1 << 20), "output() still returns everything"
+
+
+def test_input_goes_after_what_the_agent_had_written_when_it_was_sent(tmp_path: Path) -> None:
+    """The guard may describe an answer before the kernel's input record is read, and may
+    merge bytes written before and after the input: the marks put the input in its place."""
+    files, _ = make(tmp_path, writes_order=False)
+    write(files.stdout, b"prompt> you said hi\n")
+    write(files.stdin, b"hi\n")
+    write(files.order, b"i3:8:0\no20\n")  # sent when stdout held "prompt> "; one merged record
+    assert files.output("all") == "prompt> hi\nyou said hi\n"
+    assert files.output() == "prompt> you said hi\n", "the agent's own streams are unchanged"
+
+
+def test_input_that_could_not_be_sent_is_taken_back(tmp_path: Path) -> None:
+    files, _ = make(tmp_path, writes_order=False)
+    write(files.stdin, b"abc")  # "abcdef" was recorded, only "abc" went through: truncated, u3
+    write(files.order, b"i6:0:0\nu3\n")
+    write(files.stdin, b"gh\n")
+    write(files.order, b"i3:0:0\n")
+    write(files.stdout, b"ok\n")
+    write(files.order, b"o3\n")
+    assert files.output("all") == "abcgh\nok\n"
+    assert [(s, off, n) for s, off, n in files.chunks(("stdout", "stderr", "stdin"))] == [
+        ("stdin", 0, 3), ("stdin", 3, 3), ("stdout", 0, 3)]
