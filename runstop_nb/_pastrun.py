@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from ._home import db_path
 from ._janitor import owner_alive, scan
 from ._logs import ALL_STREAMS, STREAMS, LineCounter, LogFiles, TailBuffer
 from ._logs import _file_size as log_size
+from ._proc import procfs
 from ._proc.guard import VERDICT_FILE
 from ._record import RunRecord
 from ._recorder import HOST, flush
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 MY_UID = os.getuid() if hasattr(os, "getuid") else -1
 TAIL_LINES = 200  # display lines a past run's buffer holds, as an ended Run keeps
+ROOT_STARTS_WITHIN = 60.0  # seconds: a live pid that started this near the run's start is its root
 
 
 def judge(records: list[RunRecord]) -> list[RunRecord]:
@@ -58,7 +61,11 @@ def judge(records: list[RunRecord]) -> list[RunRecord]:
     The guard leaves its verdict in the run's log folder, so a run whose kernel died
     mid-run reads as ``cancelled`` (its kernel went away; the guard stopped the tree) or
     as ``completed``/``failed`` (it ended first), with its stop result. Without a verdict
-    it is ``orphaned`` while processes carrying its cookie live, else ``lost``.
+    it is ``orphaned`` while processes carrying its cookie live, else ``lost``. The
+    cookie is looked for in every process whose environment this user can read (root:
+    everyone's, so an agent that changed its uid is still found). A run whose processes
+    cannot be read (another user's) keeps its recorded status and says why: see
+    ``cannot_check``.
     """
     live_cookies: set[str] | None = None
     owners: dict[tuple[int, float], bool] = {}
@@ -68,20 +75,57 @@ def judge(records: list[RunRecord]) -> list[RunRecord]:
             owner = (rec.kernel_pid, rec.kernel_ctime)
             if owner not in owners:
                 owners[owner] = owner_alive(*owner)
-            if not owners[owner] and rec.uid is not None and rec.uid != MY_UID and MY_UID != 0:
-                # Another user's processes cannot be read: say so, do not guess "lost".
-                rec = replace(rec, error=rec.error or (
-                    f"its kernel is gone; its processes belong to uid {rec.uid}, so whether they still run "
-                    "cannot be checked from here; run `runstop ls` as that user"))
-            elif not owners[owner]:
+            if not owners[owner]:
                 if live_cookies is None:
-                    live_cookies = {t.cookie for t in scan()}  # one /proc pass for all rows
+                    live_cookies = _visible_cookies()  # one /proc pass for all rows
                 if rec.cookie in live_cookies:
                     rec = replace(rec, status="orphaned")
                 else:
-                    rec = from_verdict(rec) or replace(rec, status="lost")
+                    rec = from_verdict(rec) or _unreadable(rec) or replace(rec, status="lost")
         out.append(rec)
     return out
+
+
+def _visible_cookies() -> set[str]:
+    """The run cookies of every live process whose environment this process can read."""
+    cookies = {t.cookie for t in scan()}  # this user's
+    if MY_UID == 0:  # root reads everyone's: agents run (or switched to) another uid count too
+        for pid, env in procfs.scan(procfs.COOKIE_VAR.encode() + b"=", uid=procfs.ANY_UID):
+            st = procfs.stat(pid)
+            cookie = procfs.markers(env).get(procfs.COOKIE_VAR)
+            if cookie and st is not None and not st.dead:
+                cookies.add(cookie)
+    return cookies
+
+
+def _unreadable(rec: RunRecord) -> RunRecord | None:
+    """The record, marked as impossible to check from here, when its processes may live but
+    cannot be read: it belongs to another user, or its root process still runs under a uid
+    whose environment this process cannot read. None when that is not so."""
+    other_user = rec.uid is not None and rec.uid != MY_UID and MY_UID != 0
+    st = procfs.stat(rec.pid) if rec.pid else None
+    root_hidden = (st is not None and not st.dead and procfs.environ(st.pid) is None
+                   and abs(procfs.start_epoch(st) - rec.started_at.timestamp()) < ROOT_STARTS_WITHIN)
+    if not (other_user or root_hidden):
+        return None
+    owner = f"uid {rec.uid}" if other_user else f"uid {procfs.owner_uid(st.pid) if st else '?'}"
+    return replace(rec, error=rec.error or (
+        f"its kernel is gone; its processes belong to {owner}, so whether they still run cannot be "
+        "checked from here; run `runstop` as that user or as root"))
+
+
+def cannot_check(rec: RunRecord) -> bool:
+    """True for a judged record whose kernel is gone but whose processes this process cannot read
+    (``judge`` keeps its recorded live status): whether they still run is unknown."""
+    return (rec.status in LIVE and rec.recorded_status in LIVE and rec.host == HOST
+            and not owner_alive(rec.kernel_pid, rec.kernel_ctime))
+
+
+def cannot_check_owner(rec: RunRecord) -> str:
+    """Who the processes of a ``cannot_check`` record belong to, in words."""
+    st = procfs.stat(rec.pid) if rec.pid else None
+    uid = procfs.owner_uid(st.pid) if st is not None else rec.uid
+    return f"uid {uid}"
 
 
 def from_verdict(rec: RunRecord) -> RunRecord | None:
@@ -141,14 +185,37 @@ def table(records: Iterable[RunRecord]) -> str:
                      for row in rows)
 
 
+def html_table(records: Iterable[RunRecord]) -> str:
+    """The records as an HTML table that wraps at the cell's width; every value escaped, the
+    status a text badge (``<span class="runstop-badge" data-status=…>``)."""
+    head = ("ID", "NAME", "STATUS", "EXIT", "STARTED", "ELAPSED", "LINES", "COMMAND")
+    rows = []
+    for r in records:
+        badge = f"<span class='runstop-badge' data-status='{escape(r.status)}'>{escape(r.status)}</span>"
+        cells = [f"<code>{escape(r.id)}</code>", escape(r.name), badge,
+                 "" if r.returncode is None else str(r.returncode),
+                 escape(r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")), escape(clock(elapsed(r))),
+                 f"{r.lines:,}", f"<code>{escape(command_text(r))}</code>"]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return "<i>no runs recorded</i>"
+    return ("<table class='runstop-history'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
 class Records(list[RunRecord]):
     """What ``history()`` returns: a plain list of :class:`RunRecord`, newest first.
 
-    ``pandas.DataFrame(records)`` gives one column per field.
+    ``pandas.DataFrame(records)`` gives one column per field. ``repr()`` is an aligned
+    text table (terminals, nbval); a notebook shows ``_repr_html_``, an HTML table that
+    wraps at the cell's width instead of mid-word.
     """
 
     def __repr__(self) -> str:
         return table(self) if self else "[]"
+
+    def _repr_html_(self) -> str:
+        return html_table(self)
 
     def load(self, index: int = 0) -> PastRun:
         """The read-only past run of ``self[index]``."""

@@ -241,6 +241,40 @@ def test_magic_input_error(case: str, request: pytest.FixtureRequest) -> None:
     no_strays()
 
 
+# The same kind of mistakes made at the `runstop` command line: one line on stderr, a
+# non-zero exit (2 for usage, 1 otherwise), no traceback, and no runs home created.
+CLI_ERRORS: dict[str, tuple[list[str], int, str]] = {  # case: (arguments, exit status, message)
+    "unknown status": (["ls", "--status", "bogus"], 2, "unknown status 'bogus'; use one of running, stopping"),
+    "unknown subcommand": (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    "no subcommand": ([], 2, "the following arguments are required: COMMAND"),
+    "limit not a number": (["ls", "-n", "many"], 2, "invalid int value: 'many'"),
+    "stop with nothing named": (["stop"], 2, "give the runs to stop, or --all"),
+    "prune with nothing named": (["worktree", "prune"], 2, "or --ended"),
+    "bad --color": (["logs", "x", "--color", "pink"], 2, "invalid choice: 'pink'"),
+    "unknown run": (["show", "nosuch"], 1, "no run 'nosuch' in "),
+    "too short a prefix": (["logs", "abc"], 1, "an id prefix needs 4 characters or more"),
+    "diff of an unknown run": (["diff", "nosuch"], 1, "`runstop ls` lists them"),
+    "a home that does not exist": (["ls", "--home", "{tmp}/nowhere"], 1, "{tmp}/nowhere: no runs home there"),
+    "a home that is a file": (["ls", "--home", "{tmp}/afile"], 1, "{tmp}/afile: no runs home there"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_ERRORS))
+def test_cli_input_error(case: str, tmp_path: Path, runs_home: Path) -> None:
+    args, status, message = CLI_ERRORS[case]
+    (tmp_path / "afile").write_text("not a folder\n")
+    runs_home.mkdir()
+    (runs_home / "history.sqlite").touch()  # an empty history: lookups reach the history
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = subprocess.run([str(Path(PY).parent / "runstop"), *argv], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path)
+    assert out.returncode == status, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert message.replace("{tmp}", str(tmp_path)) in out.stderr, out.stderr
+    assert out.stderr.startswith("runstop"), out.stderr
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / ".runstop").exists()
+
+
 def test_name_in_use_is_refused_while_the_first_runs(runs_home: Path) -> None:
     first = runstop_nb.start(["sleep", "1000"], name="dup")
     with pytest.raises(NameInUseError, match="already named 'dup'"):

@@ -4,6 +4,7 @@ kernels, surviving restarts, corruption and unusable files; past runs read like 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -121,6 +122,28 @@ def test_history_becomes_a_dataframe_when_pandas_is_installed() -> None:
     run.wait(30)
     frame = pd.DataFrame(runstop_nb.history())
     assert list(frame["id"]) == [run.id] and list(frame["status"]) == ["completed"]
+
+
+def test_history_shows_as_an_html_table_in_a_notebook_and_text_in_a_terminal() -> None:
+    tricky = runstop_nb.start([PY, "-c", "print('<b>&')", "<script>alert(1)</script>"], name="html-ish")
+    failed = runstop_nb.start([PY, "-c", "raise SystemExit(3)"], name="html-failed")
+    tricky.wait(30), failed.wait(30)
+    records = runstop_nb.history()
+    html = records._repr_html_()
+    assert html.startswith("<table") and html.count("<tr>") == 3, "a header and one row per run"
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html, "values are escaped"
+    assert "&lt;b&gt;&amp;" in html
+    for run in (tricky, failed):
+        badge = f"<span class='runstop-badge' data-status='{run.status}'>{run.status}</span>"
+        assert badge in html and f"<code>{run.id}</code>" in html
+    text = repr(records)
+    assert "<" not in text.splitlines()[0] and text.splitlines()[0].split()[:3] == ["ID", "NAME", "STATUS"]
+    assert [line.split()[0] for line in text.splitlines()[1:]] == [failed.id, tricky.id]
+    assert runstop_nb.history(name="nobody")._repr_html_() == "<i>no runs recorded</i>"
+    if importlib.util.find_spec("pandas") is not None:  # without pandas, the dataframe test above skips
+        import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+        assert list(pd.DataFrame(records)["id"]) == [failed.id, tricky.id]
 
 
 def test_past_run_reads_like_the_run_it_records() -> None:

@@ -25,7 +25,7 @@ LAYERS = {
     "top": 3,
 }
 HISTORY = {"_record", "_history", "_recorder", "_pastrun", "_janitor"}
-UI = {"_renderer", "_widget", "_grid", "_listing", "_magics", "_cli", "_pulse", "_runstate", "_viewset"}
+UI = {"_renderer", "_widget", "_grid", "_listing", "_magics", "_cli", "_clistop", "_pulse", "_runstate", "_viewset"}
 
 
 def layer(module: str) -> int:
