@@ -292,10 +292,11 @@ class AgentMagics(Magics):
                     slots[i] = run = fut.result()
                     if views is not None:
                         views[i].bind(run)
-                except RunstopError as e:
-                    errors.append(str(e))
+                except Exception as e:  # a view must never stay at "starting"
+                    text = str(e) if isinstance(e, RunstopError) else f"{type(e).__name__}: {e}"
+                    errors.append(text)
                     if views is not None:
-                        views[i].failed_to_start(str(e))
+                        views[i].failed_to_start(text)
         reg = registry()
         for i, slot in enumerate(slots):
             if slot is not None:

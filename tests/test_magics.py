@@ -301,3 +301,19 @@ def test_reload_ext_keeps_live_runs_reachable(k: Kernel) -> None:
 
 def test_cwd_is_the_agents_folder_for_relative_paths() -> None:
     assert (AGENTS / "counter.py").exists() and os.path.isdir(Path(AGENTS).parent)
+
+
+def test_an_unexpected_start_failure_is_a_usage_error_and_leaves_nothing(
+        shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only RunstopError: whatever start() raises ends as one line, no run left behind."""
+    import runstop_nb._magics as magics
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "/somewhere/.runstop")
+
+    monkeypatch.setattr(magics, "start", broken)
+    before = len(runstop_nb.runs())
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("agent_run", "-- sleep 1")
+    assert str(info.value).startswith("PermissionError: ") and "\n" not in str(info.value)
+    assert len(runstop_nb.runs()) == before
