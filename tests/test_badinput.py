@@ -171,6 +171,12 @@ INPUT_ERRORS: dict[str, Bad] = {
     "NUL in an env value": Bad(lambda t: S(["true"], env={"A": "x\0y"}), InvalidSpecError, "NUL byte"),
     "env overriding the cookie": Bad(lambda t: S(["true"], env={"RUNSTOP_NB_COOKIE": "x"}), InvalidSpecError,
                                      "set by runstop_nb"),
+    "env overriding the run id": Bad(lambda t: S(["true"], env={"RUNSTOP_NB_RUN_ID": "x"}), InvalidSpecError,
+                                     "set by runstop_nb"),
+    "env unsetting the owner": Bad(lambda t: S(["true"], env={"RUNSTOP_NB_OWNER": None}), InvalidSpecError,
+                                   "set by runstop_nb"),
+    "env setting a role": Bad(lambda t: S(["true"], env={"RUNSTOP_NB_ROLE": "warden"}), InvalidSpecError,
+                              "set by runstop_nb"),
     "env not a mapping": Bad(lambda t: S(["true"], env=["A=1"]), InvalidSpecError, "env must be a mapping"),  # type: ignore[arg-type]
     "grace of 0": Bad(lambda t: S(["true"], grace=0), InvalidSpecError, "positive, finite"),
     "negative grace": Bad(lambda t: S(["true"], grace=-1), InvalidSpecError, "positive, finite"),
@@ -238,6 +244,21 @@ def test_magic_input_error(case: str, request: pytest.FixtureRequest) -> None:
         shell.run_line_magic(name, line)
     assert message in str(info.value) and "\n" not in str(info.value).strip(), str(info.value)
     assert len(runstop_nb.runs()) == before, "a refused line starts nothing"
+    no_strays()
+
+
+@pytest.mark.parametrize("value", ["x --shell", "x -- rm -rf /tmp/nothing", "$(id)", "{other}", "a b"])
+def test_a_variable_cannot_inject_options_into_a_magic(value: str, request: pytest.FixtureRequest) -> None:
+    """``{n}`` expands after parsing, into one word: a value with spaces is a bad name, never options."""
+    from IPython.core.error import UsageError
+
+    shell = request.getfixturevalue("shell")
+    shell.user_ns.update(n=value, other="y --wait")
+    before = len(runstop_nb.runs())
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("agent_run", "--name {n} -- echo {n}")
+    assert "invalid run name" in str(info.value) and "\n" not in str(info.value), str(info.value)
+    assert len(runstop_nb.runs()) == before
     no_strays()
 
 

@@ -181,6 +181,20 @@ def tree_dead(k: Kernel, name: str) -> bool:
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("how", ["%agent_stop one_term", "runstop_nb.get('one_term').stop()"])
+def test_a_stop_in_a_kernel_sends_exactly_one_sigterm(k: Kernel, how: str) -> None:
+    """In a kernel, as in a script: many CLIs take a second SIGTERM as "force quit now"."""
+    agent = ("import signal, time\n"
+             "def h(s, f): print('got signal', s, flush=True)\n"
+             "signal.signal(signal.SIGTERM, h)\nprint('ready', flush=True)\nwhile True: time.sleep(0.05)\n")
+    k.ok(f"r = runstop_nb.start(['python', '-c', {agent!r}], name='one_term', grace=0.5)")
+    wait_for(lambda: "ready" in k.eval("r.output()"), 10, "the handler")
+    k.ok(how)
+    assert k.eval("r.wait(10)") == "cancelled"
+    assert k.eval("r.output().count('got signal 15')") == 1, k.eval("r.output()")
+
+
+@pytest.mark.kernel
 def test_magic_starts_an_agent_and_shows_its_widget(k: Kernel) -> None:
     reply = k.ok("%agent_run --name one -- python agents/counter.py --lines 5 --interval 0.01")
     assert any(WIDGET in d for d in reply.data), "the run widget is displayed"

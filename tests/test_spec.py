@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ def no_trace(home: Path) -> None:
     ({"cmd": ["ls"], "env": {"X": 1}}, InvalidSpecError, "env value for 'X' must be a str"),
     ({"cmd": ["ls"], "env": {"A=B": "1"}}, InvalidSpecError, "invalid env key 'A=B'"),
     ({"cmd": ["ls"], "env": {"RUNSTOP_NB_COOKIE": "x"}}, InvalidSpecError, "set by runstop_nb"),
+    ({"cmd": ["ls"], "env": {"RUNSTOP_NB_RUN_ID": "x"}}, InvalidSpecError, "set by runstop_nb"),
+    ({"cmd": ["ls"], "env": {"RUNSTOP_NB_OWNER": None}}, InvalidSpecError, "set by runstop_nb"),
+    ({"cmd": ["ls"], "env": {"RUNSTOP_NB_ROLE": "guard"}}, InvalidSpecError, "set by runstop_nb"),
     ({"cmd": ["ls"], "timeout": -1}, InvalidSpecError, "timeout must be a positive"),
     ({"cmd": ["ls"], "timeout": math.nan}, InvalidSpecError, "got nan"),
     ({"cmd": ["ls"], "grace": 0}, InvalidSpecError, "grace must be a positive"),
@@ -116,3 +120,13 @@ def test_start_returns_once_started_and_names_default_from_script(tmp_path: Path
     assert run.status == "running" and run.pid
     assert run.name == "review"
     wait_for(lambda: run.members(), 5, "the agent process")
+
+
+def test_the_kernels_python_comes_first_on_the_agents_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python`` in an agent is the kernel's interpreter, as if its environment were activated."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a PATH whose first python is not the kernel's
+    run = runstop_nb.start(["sh", "-c", "command -v python; python -c 'import sys; print(sys.prefix)'"])
+    assert run.wait(20) == "completed", run.output()
+    found, prefix = run.output().split()
+    assert os.path.dirname(found) == os.path.dirname(sys.executable)
+    assert prefix == sys.prefix
