@@ -43,6 +43,7 @@ MAX_TAIL_LINES = 250  # display lines kept per run: the widget shows 200
 MAX_LINE_CHARS = 4000
 TAIL_BYTES_PER_LINE = 4096  # tail(n) reads at most n times this from the end (and at least 64 KiB)
 UNRECORDED_LAG = 0.3  # seconds the tail waits for the guard to record bytes before showing them anyway
+QUIET_CHECK = 1.0  # seconds between full checks of a guarded run whose order index has not grown
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,7 @@ class LiveTail:
         self._order = os.open(files.order, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self._order_pos = 0
         self._order_rest = b""
+        self._full_check = 0.0  # when the log files themselves were last looked at
         self.closed = False
 
     @property
@@ -358,9 +360,20 @@ class LiveTail:
         return out
 
     def poll(self, final: bool = False) -> bool:
-        """Read whatever is new, in order; return True if the agent wrote anything."""
+        """Read whatever is new, in order; return True if the agent wrote anything.
+
+        With a guard, its order index grows within milliseconds of any write (the first
+        bytes after a pause at once), so a tick that finds the index unchanged looks no
+        further, and the log files are checked only every ``QUIET_CHECK`` seconds (bytes a
+        stopped guard never describes still show within about that): an idle run costs
+        one fstat per tick."""
         if self.closed:
             return False
+        now = time.monotonic()
+        if (not final and not self.writes_order and not self._waiting and now - self._full_check < QUIET_CHECK
+                and os.fstat(self._order).st_size <= self._order_pos):
+            return False
+        self._full_check = now
         sizes = {s: self._size(s) for s in ALL_STREAMS}
         grew = any(sizes[s] > self._seen[s] for s in STREAMS)
         for s in STREAMS:
@@ -374,7 +387,6 @@ class LiveTail:
                     own.append((s, sizes[s]))
         new = self._records(skip=STREAMS if self.writes_order else ())
         chunks = [(s, upto) for s, upto in new + own if upto > self._fed[s]]
-        now = time.monotonic()
         for s in ALL_STREAMS:  # bytes no record describes: wait a moment for the guard, then show them
             ahead = sizes[s] > max(self._fed[s], self._recorded[s], *(u for c, u in chunks if c == s))
             if not ahead:

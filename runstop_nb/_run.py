@@ -484,12 +484,14 @@ class Run:
 
     def _tick(self) -> None:
         """Supervisor thread, ~10 Hz: read new output; fire the timeout."""
+        grew = self._tail is None  # without a tail, the transcript looks for itself
         with self._tail_lock:
             if self._tail is not None and not self._tail.closed and self._tail.poll():
                 self._supervisor.relax(self)
                 self._last_output = time.monotonic()
+                grew = True
         transcript = self._transcript
-        if transcript is not None and transcript.poll() and not self._budget_hit:
+        if transcript is not None and (grew or transcript.behind) and transcript.poll() and not self._budget_hit:
             over = self._over_budget()
             if over and self._status == RunStatus.RUNNING:
                 self._budget_hit = True

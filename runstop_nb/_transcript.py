@@ -34,6 +34,7 @@ class Transcript:
         self.active = fmt != "text"
         self._offset = 0
         self._version = -1
+        self.behind = False  # the last read stopped at POLL_BYTES: more is waiting
 
     @property
     def kind(self) -> str:
@@ -48,6 +49,7 @@ class Transcript:
                 data = f.read(POLL_BYTES)
         except OSError:
             return 0
+        self.behind = len(data) == POLL_BYTES
         if data:
             self._offset += len(data)
             self.reader.feed(data)
