@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -49,6 +50,7 @@ __all__ = [
     "Usage",
     "cli_argv",
     "cli_env",
+    "cli_launchers",
     "cli_path",
     "script_steps",
 ]
@@ -106,6 +108,10 @@ SCRIPTS: dict[str, tuple[Step, ...]] = {
     "long_tool": (
         Step(_usage(0), text="This takes a while.", command="sleep 300"),
         Step(_usage(1), text="The long command finished."),
+    ),
+    "failing_tool": (
+        Step(_usage(0), text="Let me read the notes.", command="cat missing-notes.txt"),
+        Step(_usage(1), text="There are no notes yet: missing-notes.txt does not exist."),
     ),
     "api_error": (Step(_usage(0), error=500),),
     "slow_answer": (
@@ -824,3 +830,31 @@ def _gemini_env(url: str, home: Path, retries: int) -> dict[str, str]:
         "GOOGLE_GENAI_USE_VERTEXAI": "false",
         "GOOGLE_GENAI_USE_GCA": "false",
     }
+
+
+def cli_launchers(
+    model: LoopbackModel | str, scratch_dir: str | os.PathLike[str], *, retries: int = 1,
+    kinds: tuple[CliKind, ...] = KINDS,
+) -> Path:
+    """Write ``claude``, ``codex`` and ``gemini`` launchers into ``scratch_dir/bin``; return that folder.
+
+    Each launcher runs the installed CLI (``cli_path``) with ``cli_env(kind, model,
+    scratch_dir/kind)`` laid over the caller's environment (so a run's cookie and the
+    kernel's variables still reach it), passing its arguments through unchanged. Put the
+    folder first on the kernel's PATH and a notebook's unchanged command lines
+    (``claude -p ...``, ``codex exec ...``, ``gemini -p ...``) rehearse against the
+    loopback model. A CLI that is not installed gets no launcher.
+    """
+    folder = Path(scratch_dir).resolve() / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        binary = cli_path(kind)
+        if binary is None:
+            continue
+        env = cli_env(kind, model, Path(scratch_dir) / kind, retries=retries)
+        pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+        launcher = folder / kind
+        launcher.write_text(f"#!/bin/sh\n# runstop_nb rehearsal: {kind} against the loopback model\n"
+                            f"exec env {pairs} {shlex.quote(binary)} \"$@\"\n")
+        launcher.chmod(0o755)
+    return folder

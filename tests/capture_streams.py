@@ -38,7 +38,7 @@ import psutil
 from runstop_nb.rehearsal import KINDS, CliKind, LoggedRequest, LoopbackModel, cli_argv, cli_env, cli_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "streams"
-CAPTURED_SCRIPTS = ("tool_then_answer", "api_error", "multi_turn", "slow_answer")
+CAPTURED_SCRIPTS = ("tool_then_answer", "api_error", "multi_turn", "slow_answer", "failing_tool")
 PROMPT = "Rehearsal: please do the scripted task."
 RESUME_PROMPT = "Rehearsal: and once more, please."
 SCRATCH_ROOT = Path(tempfile.gettempdir()) / "runstop-capture"  # fixed, so paths in streams stay put
