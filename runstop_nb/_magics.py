@@ -233,8 +233,9 @@ class AgentMagics(Magics):
                 if name in names:
                     raise UsageError(f"line {number}: the name {name!r} is used twice in this cell")
                 names.add(name)
-            try:
-                command: list[str] | str = body if shell else shlex.split(body)
+            try:  # {var} expands after splitting, one word each (quoted for --shell), as on the magic's line
+                command: list[str] | str = (self._expand(body, quote=True) if shell
+                                            else [self._expand(w) for w in shlex.split(body)])
             except ValueError as e:
                 raise UsageError(f"line {number}: {e} in {body!r}") from None
             key = f"name:{name}" if name else self._key(f"agent{len(jobs)}", command)

@@ -493,7 +493,9 @@ class Run:
         transcript = self._transcript
         if transcript is not None and (grew or transcript.behind) and transcript.poll() and not self._budget_hit:
             over = self._over_budget()
-            if over and self._status == RunStatus.RUNNING:
+            agent = self._agent  # a limit crossed by the last report, after the agent exited, stops nothing
+            if over and self._status == RunStatus.RUNNING and not self._ending and (
+                    agent is None or agent.returncode is None):
                 self._budget_hit = True
                 self._spawn(lambda: self.stop_for("budget", note=over), "budget")
         if (self._deadline is not None and self._status == RunStatus.RUNNING and not self._ending

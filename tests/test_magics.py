@@ -133,6 +133,16 @@ def test_variables_expand_after_parsing_into_single_words(shell: InteractiveShel
     assert runstop_nb.get("literal").output().strip() == "{nosuchname}"
 
 
+def test_variables_expand_in_the_lines_of_a_cell_too(shell: InteractiveShell) -> None:
+    shell.user_ns.update(z="a; touch /tmp/runstop-injected-cell", who="world")
+    shell.run_cell_magic("agent_run", "--wait", "one: echo {z} $who\ntwo: echo {who}")
+    assert runstop_nb.get("one").argv == ["echo", "a; touch /tmp/runstop-injected-cell", "world"]
+    assert runstop_nb.get("two").output().strip() == "world"
+    shell.run_cell_magic("agent_run", "--wait --shell", "three: echo {z}")
+    assert runstop_nb.get("three").output().strip() == "a; touch /tmp/runstop-injected-cell"
+    assert not os.path.exists("/tmp/runstop-injected-cell")
+
+
 def test_new_options_reach_the_run(shell: InteractiveShell, tmp_path: Path) -> None:
     shell.run_line_magic(
         "agent_run", "--name opts --stdin --format text --max-tokens 5 --idle 3 -- cat")
