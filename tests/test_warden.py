@@ -81,7 +81,9 @@ def test_guard_stopped_by_its_agent_then_stop(mode: str) -> None:
 
 def test_guard_stopped_again_and_again_still_stops_within_bound(mode: str) -> None:
     """The agent re-stops its guard on every SIGTERM: the kernel takes over after the bound."""
-    script = "trap 'kill -STOP $PPID' TERM; kill -STOP $PPID; while :; do sleep 0.05; done"
+    # Stopped again every 50 ms: the kernel continues a stopped guard, so a single SIGSTOP
+    # would leave the test a window of a few milliseconds to see state T.
+    script = "trap 'kill -STOP $PPID' TERM; while :; do kill -STOP $PPID; sleep 0.05; done"
     run = runstop_nb.start(["bash", "-c", script], grace=0.3)
     guard = run._agent.guard  # type: ignore[union-attr]
     assert guard is not None
