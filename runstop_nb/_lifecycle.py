@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import Enum
 
 from ._status import TERMINAL as _TERMINAL_NAMES
-from ._status import RunStatus
+from ._status import RunStatus as RunStatus  # re-exported: the lifecycle speaks in these
 from .errors import TransitionError
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -53,7 +54,7 @@ def test_a_conversation_interleaves_input_and_answers_in_order(trial: int) -> No
     try:
         for word in ("hello", "how are you", "bye"):
             run.send(word + "\n")
-            wait_for(lambda w=word: f"you said {w}\n" in run.output(), 10, f"the answer to {word!r}")
+            wait_for(partial(lambda w: f"you said {w}\n" in run.output(), word), 10, f"the answer to {word!r}")
         assert run.wait(10) == "completed"
         assert run.output("all") == (
             "hello\nyou said hello\nhow are you\nyou said how are you\nbye\nyou said bye\n")

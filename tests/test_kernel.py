@@ -47,10 +47,11 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def launch(k: Kernel, var: str, cmd: object, **kw: object) -> dict[str, Any]:
     """Start a run in the kernel as ``var``; return what the test process needs to know."""
     k.ok(f"import runstop_nb\n{var} = runstop_nb.start({cmd!r}, **{kw!r})")
-    return k.eval(
+    info: dict[str, Any] = k.eval(
         f"dict(id={var}.id, name={var}.name, pid={var}.pid, cookie={var}.spec.cookie, "
         f"guard={var}._agent.guard.pid, log=str({var}.log_dir))"
     )
+    return info
 
 
 def wait_tree(info: dict[str, Any], timeout: float = 20.0) -> list[int]:

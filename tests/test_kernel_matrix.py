@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 import pytest
-from jupyter_client import BlockingKernelClient
+from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from .helpers import AGENTS, FORKCHAIN, alive, beats, cookie_alive, kill_pids, wait_for
@@ -268,7 +268,7 @@ def nbval_teardown(k: Kernel) -> None:
     """nbval's own RunningKernel.stop (stop_channels, then shutdown_kernel(now=True))."""
     from nbval.kernel import RunningKernel
 
-    RunningKernel.stop(types.SimpleNamespace(kc=k.kc, km=k.km))  # type: ignore[arg-type]
+    RunningKernel.stop(types.SimpleNamespace(kc=k.kc, km=k.km))
 
 
 DEATHS: dict[str, Callable[[Kernel], None]] = {
@@ -289,7 +289,7 @@ def test_every_tree_shape_dies_within_5_s_of_the_kernel(death: str, mode: str, t
     beat = tmp_path / "chain.beat"
     make = child_kernel if death == "parent_death" else kernel
     try:
-        with make(tmp_path) as k:  # type: ignore[operator]
+        with make(tmp_path) as k:
             info = start_shapes(k, beat)
             if death == "graceful_shutdown":
                 interrupt_leaves_runs_alone(k, info)

@@ -26,9 +26,10 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -297,7 +298,7 @@ class Soak:
             self.canaries.append((shape, proc, pids, cookie))
         for shape, _, pids, _ in self.canaries:
             want = keep_count(shape, CANARY_PARAMS)
-            wait_for(lambda p=pids, w=want: len(announced(p, "keep")) >= w, 30, f"the {shape} canary's tree")
+            wait_for(partial(lambda p, w: len(announced(p, "keep")) >= w, pids, want), 30, f"the {shape} canary's tree")
         self.canary_procs = {pid: psutil.Process(pid) for _, _, p, _ in self.canaries for pid in announced(p, "keep")}
 
         def stopped() -> set[int]:
@@ -324,7 +325,7 @@ class Soak:
 
     def check_gone(self, run: runstop_nb.Run, where: str) -> None:
         """Right after a run is done: nothing but (briefly) its released guard may remain."""
-        guard = run._agent.guard if run._agent is not None else None
+        guard = getattr(run._agent, "guard", None)
         left = [p for p in cookie_alive(run.spec.cookie) if guard is None or p != guard.pid]
         if left:
             self.fig.problem(f"{where}: {run!r} is {run.status} but {len(left)} of its processes live: {left}")
@@ -399,7 +400,7 @@ def timed_stop_all(grace: float) -> list[Timed]:
     return [(r, secs, grace) for r in results]
 
 
-def concurrently(calls: list[Callable[[], object]]) -> list[object]:
+def concurrently(calls: Sequence[Callable[[], object]]) -> list[object]:
     """Run the calls on their own threads, released together by a barrier."""
     barrier = threading.Barrier(len(calls))
     out: list[object] = [None] * len(calls)
@@ -457,7 +458,7 @@ def cycle(soak: Soak, n: int) -> None:
         elif timing == "at_exit":
             lines = p["lines"]
             assert isinstance(lines, int)
-            time.sleep(0.05 + lines * float(p["interval"]) * rng.uniform(0.5, 1.5))  # race the exit on purpose
+            time.sleep(0.05 + lines * float(p["interval"]) * rng.uniform(0.5, 1.5))  # type: ignore[arg-type]  # race the exit on purpose
         elif timing == "after_exit":
             for member in group:
                 if member.wait(30) not in TERMINAL:

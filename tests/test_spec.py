@@ -6,6 +6,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def no_trace(home: Path) -> None:
     ({"cmd": ["ls"], "name": "two\nlines"}, InvalidSpecError, "invalid run name"),
     ({"cmd": ["ls", 3]}, InvalidSpecError, "must be a str"),
 ])
-def test_bad_start_arguments(runs_home: Path, kwargs: dict, error: type, message: str) -> None:
+def test_bad_start_arguments(runs_home: Path, kwargs: dict[str, Any], error: type, message: str) -> None:
     before = runstop_nb.runs()
     cmd = kwargs.pop("cmd")
     with pytest.raises(error) as info:

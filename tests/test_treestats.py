@@ -6,7 +6,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 
+import psutil
 import pytest
 
 from runstop_nb import _treestats
@@ -24,6 +26,8 @@ def test_stats_read_in_words() -> None:
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["sleep", "1000"])
     try:
+        # until it has exec'd: before, its memory is the forked Python's, and the figures change
+        wait_for(lambda: psutil.Process(proc.pid).cmdline() == ["sleep", "1000"], 5, "sleep to exec")
         yield proc
     finally:
         kill_pids([proc.pid])
@@ -69,13 +73,15 @@ def test_a_watcher_hears_only_changes(service: StatsService, sleeper: subprocess
     service.watch("k", run, heard.append)
     wait_for(lambda: heard, 5, "the first figures")
     passes = service._passes
+    wait_for(lambda: service._passes >= passes + 3, 5, "three more passes")  # a fresh process's RSS settles
+    settled, passes = len(heard), service._passes
     wait_for(lambda: service._passes >= passes + 10, 5, "ten more passes")
-    assert len(heard) == 1 and heard[0].startswith("1 process · 0% CPU"), "unchanged figures are not sent again"
+    assert len(heard) == settled and heard[-1].startswith("1 process · 0% CPU"), "unchanged figures are not sent again"
     second = subprocess.Popen(["sleep", "1000"])
     try:
         run.pids.append(second.pid)
-        wait_for(lambda: len(heard) == 2, 5, "the figures after a new process")
-        assert heard[1].startswith("2 processes")
+        wait_for(lambda: len(heard) > settled, 5, "the figures after a new process")
+        assert heard[settled].startswith("2 processes")
     finally:
         kill_pids([second.pid])
         second.wait()
@@ -93,6 +99,6 @@ def test_an_ended_run_is_no_longer_watched(service: StatsService) -> None:
 def test_one_thread_watches_many_runs(service: StatsService, sleeper: subprocess.Popen[bytes]) -> None:
     heard: dict[int, list[str]] = {}
     for i in range(20):
-        service.watch(i, Watched([sleeper.pid]), lambda text, i=i: heard.setdefault(i, []).append(text))
+        service.watch(i, Watched([sleeper.pid]), partial(lambda i, text: heard.setdefault(i, []).append(text), i))
     wait_for(lambda: len(heard) == 20, 5, "every run's figures")
     assert service.watching() == 20

@@ -214,4 +214,4 @@ class NotebookPage:
 
     def traced(self, key: str) -> list[tuple[str | None, bool | None, str | None]]:
         rows = self.page.evaluate("(key) => (window.__runstopTrace || {})[key] || []", key)
-        return [tuple(json.loads(r)) for r in rows]  # type: ignore[misc]
+        return [tuple(json.loads(r)) for r in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_grid_shows_three_streaming_runs(notebook: Notebook, frontend: str) -> N
         w = nb.widget(name)
         expect(w.locator(".runstop-status")).to_have_text("running")
         expect(w.locator(".runstop-pid")).to_have_text(f"pid {live[name].pid}")
-        nb.poll(lambda w=w: any("working on step" in line for line in nb.output_lines(w)), 20,
+        nb.poll(partial(lambda v: any("working on step" in line for line in nb.output_lines(v)), w), 20,
                 f"output lines in {name}")
     coder = nb.widget("coder")
     first = nb.text(coder, ".runstop-elapsed")

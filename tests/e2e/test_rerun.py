@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from playwright.sync_api import expect
@@ -29,7 +30,7 @@ def shown_pids(nb: NotebookPage) -> dict[str, str]:
 def wait_streaming(nb: NotebookPage) -> None:
     expect(nb.widgets).to_have_count(3)
     for name in NAMES:
-        nb.poll(lambda name=name: len(nb.output_lines(nb.widget(name))) >= 2, 30, f"output in {name}")
+        nb.poll(partial(lambda n: len(nb.output_lines(nb.widget(n))) >= 2, name), 30, f"output in {name}")
 
 
 def test_rerunning_the_cell_reattaches_and_restart_replaces(notebook: Notebook) -> None:

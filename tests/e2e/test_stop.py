@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from playwright.sync_api import expect
@@ -41,7 +42,7 @@ def last_step(nb: NotebookPage, name: str) -> int:
 
 def wait_streaming(nb: NotebookPage, names: list[str], marker: str) -> None:
     for name in names:
-        nb.poll(lambda name=name: any(marker in line for line in nb.output_lines(nb.widget(name))), 30,
+        nb.poll(partial(lambda n: any(marker in line for line in nb.output_lines(nb.widget(n))), name), 30,
                 f"output in {name}")
 
 
@@ -69,7 +70,7 @@ def test_stop_button_ends_one_tree_and_others_keep_streaming(notebook: Notebook)
 
     for name in ("planner", "reviewer"):
         before = last_step(nb, name)
-        nb.poll(lambda name=name, before=before: last_step(nb, name) > before + 2, 10, f"{name} to keep streaming")
+        nb.poll(partial(lambda n, b: last_step(nb, n) > b + 2, name, before), 10, f"{name} to keep streaming")
         expect(nb.widget(name).locator(".runstop-status")).to_have_text("running")
         assert tree_by_cookie(live[name].cookie), f"{name}'s tree died with coder's"
 
@@ -119,7 +120,10 @@ def test_kernel_restart_from_the_ui_ends_every_tree(notebook: Notebook, measure:
     accept = nb.page.locator(".jp-Dialog .jp-mod-accept")
     expect(accept).to_have_text(re.compile("Restart"))
     cells = nb.page.locator(".runstop-cell")
-    before = [(cells.nth(i).bounding_box() or {}).get("x") for i in range(3)]
+    def xs() -> list[float | None]:
+        return [box["x"] if (box := cells.nth(i).bounding_box()) else None for i in range(3)]
+
+    before = xs()
     clicked = time.monotonic()
     accept.click()
     # Every view says so in place within 5 s: buttons disabled, no broken-link icon, no shift.
@@ -130,9 +134,9 @@ def test_kernel_restart_from_the_ui_ends_every_tree(notebook: Notebook, measure:
         expect(w.locator(".runstop-stop")).to_be_disabled()
     measure("restart_click_to_views_gone_s", round(time.monotonic() - clicked, 3))
     assert nb.page.evaluate(BROKEN)["icons"] == 0, "a broken-link icon is drawn"
-    assert [(cells.nth(i).bounding_box() or {}).get("x") for i in range(3)] == before, "the grid's layout moved"
+    assert xs() == before, "the grid's layout moved"
     for name, run in runs.items():
-        nb.poll(lambda run=run: not tree_by_cookie(run.cookie), 5 - (time.monotonic() - clicked),
+        nb.poll(partial(lambda r: not tree_by_cookie(r.cookie), run), 5 - (time.monotonic() - clicked),
                 f"{name}'s tree to be gone after the kernel restart")
     gone_after = time.monotonic() - clicked
     measure("restart_click_to_trees_gone_s", round(gone_after, 3))

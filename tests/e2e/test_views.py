@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from playwright.sync_api import expect
@@ -46,7 +47,7 @@ def start_three(nb: NotebookPage) -> None:
     nb.run_all()
     expect(nb.widgets).to_have_count(3)
     for name in NAMES:
-        nb.poll(lambda name=name: len(nb.output_lines(nb.widget(name))) >= 1, 30, f"output in {name}")
+        nb.poll(partial(lambda n: len(nb.output_lines(nb.widget(n))) >= 1, name), 30, f"output in {name}")
 
 
 def views_back(nb: NotebookPage, timeout: float) -> None:
@@ -56,7 +57,7 @@ def views_back(nb: NotebookPage, timeout: float) -> None:
     for name in NAMES:
         w = nb.widget(name)
         expect(w.locator(".runstop-status")).to_have_text("running", timeout=timeout * 1000)
-        nb.poll(lambda w=w: len(nb.output_lines(w)) >= 1, timeout, f"{name}'s tail after the reload")
+        nb.poll(partial(lambda v: len(nb.output_lines(v)) >= 1, w), timeout, f"{name}'s tail after the reload")
     broken = nb.page.evaluate(BROKEN)
     assert broken == {"notFound": False, "icons": 0}, broken
 
@@ -74,7 +75,7 @@ def test_reloading_ten_times_brings_every_view_back_live(notebook: Notebook, mea
         views_back(nb, 30)
         times.append(round(time.monotonic() - t0, 2))
         clock = nb.text(nb.widget("alpha"), ".runstop-elapsed")
-        nb.poll(lambda clock=clock: nb.text(nb.widget("alpha"), ".runstop-elapsed") != clock, 5,
+        nb.poll(partial(lambda c: nb.text(nb.widget("alpha"), ".runstop-elapsed") != c, clock), 5,
                 "the clock to tick after the reload")
     measure("reload_to_views_s", times)
     assert nb.probe.eval(MODELS) == models, "reloads opened (or lost) models in the kernel"
@@ -107,7 +108,7 @@ def test_a_rest_api_restart_shows_in_every_view(notebook: Notebook, measure: Mea
     gone_everywhere(nb, 5 - (time.monotonic() - t0))
     measure("rest_restart_to_gone_s", round(time.monotonic() - t0, 2))
     after = [cells.nth(i).bounding_box() for i in range(3)]
-    assert [(b or {}).get("x") for b in after] == [(b or {}).get("x") for b in before], "the grid's layout moved"
+    assert [b["x"] if b else None for b in after] == [b["x"] if b else None for b in before], "the grid's layout moved"
     expect(nb.page.locator(".runstop-grid .runstop-stop-all")).to_be_disabled()
 
 
