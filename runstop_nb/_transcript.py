@@ -14,19 +14,21 @@ The log is the truth and stays byte-exact; a summary can always be rebuilt from 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from ._agents import AgentSummary, Card, Format, StreamReader
 
-POLL_BYTES = 4 << 20  # read at most this much per poll
+POLL_BYTES = 256 << 10  # read at most this much per poll: short GIL holds (a fast agent is caught up over ticks)
 REBUILD_TAIL = 8 << 20  # a past run's cards come from at most the last 8 MB of its stdout
 FORMATS: tuple[Format, ...] = ("auto", "claude", "codex", "gemini", "text")
 
 
 class Transcript:
-    """One run's stdout, parsed incrementally. Not thread-safe for polling (one poller);
-    the read methods are (the reader locks)."""
+    """One run's stdout, parsed incrementally. Reading is serialised (the supervisor's
+    tick polls while the run's end may close it from another thread); the read methods
+    are thread-safe (the reader locks)."""
 
     def __init__(self, path: Path, fmt: Format = "auto") -> None:
         self.path = path
@@ -35,6 +37,7 @@ class Transcript:
         self._offset = 0
         self._version = -1
         self.behind = False  # the last read stopped at POLL_BYTES: more is waiting
+        self._read_lock = threading.Lock()
 
     @property
     def kind(self) -> str:
@@ -43,6 +46,10 @@ class Transcript:
 
     def _read(self) -> int:
         """Feed up to POLL_BYTES of new output; return how many bytes were read."""
+        with self._read_lock:
+            return self._read_locked()
+
+    def _read_locked(self) -> int:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
