@@ -6,7 +6,9 @@
 #   make unit         tests without kernels, browsers, soak, race trials, agent CLIs or Ray: under a minute
 #   make e2e          the real-browser tests (JupyterLab 4 and Notebook 7)
 #   make soak         the long soak; make bench: the benchmarks; make demo-agents: the agent CLIs side by side
-.PHONY: demo demo-agents setup venv check unit e2e test bench soak
+#   make ray          the Ray tests against a local head, in a network namespace of their own (root);
+#                     make ray-bench: start and stop latency, local vs Ray, in the same namespace
+.PHONY: demo demo-agents setup venv check unit e2e test bench soak ray ray-bench
 PORT ?= 8888
 UNIT = not kernel and not e2e and not soak and not races and not clis and not ray
 
@@ -40,3 +42,9 @@ bench: venv
 
 soak: setup
 	RUNSTOP_SOAK_CYCLES=500 .venv/bin/python -m pytest -m soak -s tests/test_soak.py
+
+ray:
+	@scripts/test-ray.sh
+
+ray-bench:
+	@scripts/test-ray.sh --run .venv/bin/python benchmarks/ray.py

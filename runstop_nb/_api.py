@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from . import _spec, _worktree
 from ._home import run_dir
@@ -17,7 +18,7 @@ from ._registry import registry
 from ._results import StopResult
 from ._run import Run
 from ._supervisor import supervisor
-from .errors import StartError
+from .errors import InvalidSpecError, StartError
 
 NEW_RUN = "new_run"  # hook event: a run has started (the history records it)
 
@@ -41,6 +42,9 @@ def start(
     max_tokens: int | None = None,
     worktree: bool = False,
     parent: str | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Start an agent; return its Run once the agent process is running.
 
@@ -56,12 +60,16 @@ def start(
     with ``run.agent`` and ``run.cards()``. ``max_cost`` (USD) and ``max_tokens`` stop the
     run once exceeded; ``idle`` is how many seconds of silence show it as idle.
     ``worktree=True`` runs the agent in a git worktree of its own (``run.diff()``).
+    ``backend="ray"`` runs it as a job on the Ray cluster at ``ray_address`` (default
+    ``$RUNSTOP_NB_RAY_ADDRESS``, then ``$RAY_ADDRESS``); ``ray_options`` passes num_cpus,
+    num_gpus, memory, resources and runtime_env to Ray (docs/ray.md).
     Raises InvalidSpecError, StartError (CommandNotFoundError), NameInUseError or
     WorktreeError, leaving nothing behind.
     """
     spec = _spec.build(cmd, name=name, cwd=cwd, env=env, timeout=timeout, grace=grace, shell=shell,
                        containment=containment, stdin=stdin, pty=pty, format=format, idle=idle,
                        max_cost=max_cost, max_tokens=max_tokens, worktree=worktree, parent=parent)
+    launcher = launcher_for(backend, ray_address, ray_options)  # a missing Ray fails here, before anything is made
     reg = registry()
     with reg.reserve(spec.name, _default_name(spec)) as chosen:
         try:
@@ -83,7 +91,7 @@ def start(
                 cookie=spec.cookie, grace=spec.grace, started_at=run.started_at.timestamp(),
                 containment=spec.containment, stdin="pty" if spec.pty else "pipe" if spec.stdin else "null",
             )
-            agent = launcher_for().launch(launch, run.on_agent_event)
+            agent = launcher.launch(launch, run.on_agent_event)
         except BaseException:
             shutil.rmtree(logs.dir, ignore_errors=True)  # nothing ran; leave no trace
             if tree is not None:
@@ -98,9 +106,19 @@ def start(
     return run
 
 
-def launcher_for() -> Launcher:
+def launcher_for(backend: str = "local", ray_address: str | None = None,
+                 ray_options: Mapping[str, Any] | None = None) -> Launcher:
     """The guarded local backend on Linux; the direct, degraded one elsewhere (macOS and
-    Windows: the guard and warden read /proc), or when ``RUNSTOP_NB_NO_GUARD=1``."""
+    Windows: the guard and warden read /proc), or when ``RUNSTOP_NB_NO_GUARD=1``; with
+    ``backend="ray"``, Ray jobs (``_ray``, which alone imports Ray)."""
+    if backend == "ray":
+        from ._ray import RayLauncher
+
+        return RayLauncher(ray_address, ray_options)
+    if backend != "local":
+        raise InvalidSpecError(f"backend must be local or ray, not {backend!r}")
+    if ray_address is not None or ray_options:
+        raise InvalidSpecError("ray_address and ray_options need backend='ray'")
     if hasattr(os, "fork") and procfs.HAVE_PROC and os.environ.get(NO_GUARD_VAR) != "1":
         from ._local import LocalLauncher
 

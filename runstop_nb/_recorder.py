@@ -83,7 +83,8 @@ def run_row(run: Run) -> dict[str, Any]:
         "parent_id": run.parent, "input": "pty" if spec.pty else "pipe" if spec.stdin else "null",
         "worktree": json.dumps(dataclasses.asdict(run.worktree)) if run.worktree is not None else None,
         "options": json.dumps({"idle": spec.idle, "max_cost": spec.max_cost, "max_tokens": spec.max_tokens,
-                               "containment": spec.containment, "format": spec.format}),
+                               "containment": spec.containment, "format": spec.format,
+                               "backend": run.backend}),
         **stop_columns(state.last_stop), "updated_at": time.time(),
     }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up what the demo and the tests need, idempotently, and say what it does.
 #   scripts/setup.sh           everything: system packages (Debian's chromium, for the browser
-#                              tests), .venv with runstop_nb[test], the pinned agent CLIs (npm)
+#                              tests), .venv with runstop_nb[test,ray], the pinned agent CLIs (npm)
 #   scripts/setup.sh --python  only .venv (what `make demo`, `make check` and `make unit` need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
+fi
+
+if [ "$what" = all ] && ! .venv/bin/python -c "import ray.job_submission" 2>/dev/null; then
+  echo "setup: installing runstop_nb[ray] into .venv (the Ray backend's tests; about 400 MB)"
+  .venv/bin/python -m pip install -q -e '.[test,ray]'
 fi
 
 if [ "$what" = all ]; then
