@@ -29,6 +29,8 @@ import logging
 import math
 import os
 import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ._launcher import LaunchSpec
-from ._proc import standalone
+from ._proc import keeper, procfs, standalone
 from ._proc.ladder import FORCE_BUDGET, Verdict
 from .errors import CommandNotFoundError, InputError, InvalidSpecError, StartError
 
@@ -51,7 +53,7 @@ STOP_SLACK = 5.0  # seconds beyond grace + force budget to wait for the guard's 
 RAY_WAIT_SLACK = 8  # seconds Ray waits beyond the guard's grace before it SIGKILLs the guard
 TAIL_RETRY = 0.25  # seconds before tailing a job's log again, when the tail ended before the job
 TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
-OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env")
+OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env", "detach")
 
 
 def resolve_address(address: str | None) -> str:
@@ -163,6 +165,7 @@ class RayAgent:
         self._closing = threading.Event()
         self._mirror = LogMirror(spec.logs.stdout, self._on_marker)
         self._submit(options)
+        self._keeper = None if options.get("detach") else self._keep()
         self._tail = threading.Thread(target=self._tail_loop, name=f"runstop-ray-{spec.run_id}", daemon=True)
         self._tail.start()
 
@@ -191,6 +194,21 @@ class RayAgent:
                 entrypoint_memory=options.get("memory"), entrypoint_resources=options.get("resources"))
         except Exception as e:
             raise StartError(f"Ray did not accept the job at {self.address}: {_first_line(e)}") from None
+
+    def _keep(self) -> subprocess.Popen[bytes] | None:
+        """The keeper (``_proc/keeper.py``): stops this job if the kernel dies first."""
+        me = procfs.stat(os.getpid())
+        if me is None:
+            return None  # no /proc: the job outlives the kernel, as with detach
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-I", "-S", str(Path(keeper.__file__)), str(os.getpid()), str(me.start),
+                 self.address, self.job_id],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True)
+        except OSError as e:
+            log.warning("runstop_nb: no keeper for Ray job %s (%s); it will outlive this kernel", self.job_id, e)
+            return None
 
     def wait_started(self) -> None:
         """Block until the guard reports the agent running; StartError (job stopped) if not."""
@@ -349,6 +367,10 @@ class RayAgent:
         self._mirror.flush()
         self._closing.set()
         self._tail.join(2.0)
+        keeper_proc, self._keeper = self._keeper, None
+        if keeper_proc is not None:  # our own child, by its Popen: never anything else
+            keeper_proc.terminate()
+            keeper_proc.wait(5)
 
 
 def _overrides(env: Mapping[str, str]) -> dict[str, str | None]:

@@ -231,3 +231,34 @@ def test_ray_missing_command_fails_before_any_job_is_submitted() -> None:
     with pytest.raises(runstop_nb.CommandNotFoundError):
         runstop_nb.start(["no-such-command-runstop"], backend="ray")
     assert len(client.list_jobs()) == jobs
+
+
+@pytest.mark.ray
+@pytest.mark.kernel
+@needs_head
+@pytest.mark.parametrize("detach", [False, True])
+def test_ray_runs_stop_within_15_s_of_the_kernels_death_unless_detached(tmp_path: Path, detach: bool) -> None:
+    """A keeper on the kernel's machine stops the job through Ray's REST API when the
+    kernel dies; the node's guard then ends the whole tree. ``detach`` keeps it running."""
+    from .kernel import kernel
+
+    cookie = ""
+    try:
+        with kernel(tmp_path, {"RUNSTOP_NB_HOME": str(tmp_path / "home")}) as k:
+            k.ok(f"import runstop_nb, sys\nr = runstop_nb.start([sys.executable, '-c', {TREE!r}], "
+                 f"backend='ray', grace=0.5, ray_options={{'detach': {detach}}})")
+            cookie = k.eval("r.spec.cookie")
+            wait_for(lambda: "ready" in k.eval("r.output()"), timeout=60, what="the tree to start on the node")
+            wait_for(lambda: len(cookie_alive(cookie)) >= 4, timeout=10, what="4 processes with the cookie")
+            psutil.Process(k.pid).kill()
+            wait_for(lambda: not psutil.pid_exists(k.pid) or psutil.Process(k.pid).status() == "zombie", 10,
+                     "the kernel to die")
+            if detach:
+                import time
+
+                time.sleep(8)
+                assert len(cookie_alive(cookie)) >= 4, "a detached run outlives its kernel"
+            else:
+                wait_for(lambda: cookie_alive(cookie) == [], 15, "the tree to die within 15 s of the kernel")
+    finally:
+        kill_pids(cookie_alive(cookie))
