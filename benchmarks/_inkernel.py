@@ -169,32 +169,57 @@ def naive_appends(lines: int, width: int = 60) -> dict[str, Any]:
 # -- P3 / P4: stop latency ---------------------------------------------------------------------
 
 
-def stop(mode: str, stubborn: bool, grace: float) -> dict[str, Any]:
-    """Start an 11-process tree, wait until it is complete, stop it; time until verified dead."""
-    cmd = ["bash", "-c", STUBBORN if stubborn else COOPERATIVE]
+def tree_script(n: int, stubborn: bool = False) -> str:
+    """bash plus ``n - 1`` sleeps in one group; with ``stubborn``, one sleep ignores SIGTERM."""
+    if n == 11:
+        return STUBBORN if stubborn else COOPERATIVE
+    if stubborn:
+        raise ValueError("the stubborn tree has 11 processes")
+    return f"for i in $(seq {n - 1}); do sleep 1000 & done; wait"
+
+
+def containments() -> list[str]:
+    """The containment modes this kernel can use: guard always, cgroup where delegated."""
+    modes = ["guard"]
+    try:
+        run = runstop_nb.start(["true"], name=f"probe-{next(_ids)}", containment="cgroup")
+    except runstop_nb.StartError:
+        return modes
+    run.wait(10)
+    shutil.rmtree(run.log_dir, ignore_errors=True)
+    return ["cgroup", *modes] if run.state().containment == "cgroup" else modes
+
+
+def stop(mode: str, stubborn: bool, grace: float, containment: str = "auto", n: int = 11) -> dict[str, Any]:
+    """Start an n-process tree (default 11), wait until it is complete, stop it; time until
+    verified dead. ``containment`` applies to the runstop side (auto, cgroup or guard)."""
+    cmd = ["bash", "-c", tree_script(n, stubborn)]
+    sleeps = n - 1
+    delay = 0.0005 if n <= 20 else 0.01  # polling a big tree's names is itself costly
 
     def complete(procs: list[psutil.Process]) -> bool:
         try:
-            return sum(1 for p in procs if p.name() == "sleep") == 10
+            return sum(1 for p in procs if p.name() == "sleep") == sleeps
         except psutil.Error:
             return False
 
     if mode == "runstop":
-        run = runstop_nb.start(cmd, name=f"p3-{next(_ids)}", grace=grace)
+        run = runstop_nb.start(cmd, name=f"p3-{next(_ids)}", grace=grace, containment=containment)
         members: list[psutil.Process] = []
 
         def ready() -> bool:
             nonlocal members
             members = run.members()  # type: ignore[assignment]
-            return len(members) == 11 and complete(members)
+            return len(members) == n and complete(members)
 
-        _poll(ready, 10, "the runstop tree")
+        _poll(ready, 30, "the runstop tree", delay)
         t0 = time.perf_counter()
         result = run.stop(grace)
         elapsed = time.perf_counter() - t0
         ok = result.stopped and all(_dead(p) for p in members)
+        used = run.state().containment
         shutil.rmtree(run.log_dir, ignore_errors=True)
-        return {"s": elapsed, "ok": ok, "escalated": result.escalated}
+        return {"s": elapsed, "ok": ok, "escalated": result.escalated, "containment": used}
     proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL)
     root = psutil.Process(proc.pid)
     members = []
@@ -202,16 +227,16 @@ def stop(mode: str, stubborn: bool, grace: float) -> dict[str, Any]:
         def raw_ready() -> bool:
             nonlocal members
             members = [root, *root.children(recursive=True)]
-            return len(members) == 11 and complete(members)
+            return len(members) == n and complete(members)
 
-        _poll(raw_ready, 10, "the raw tree")
+        _poll(raw_ready, 30, "the raw tree", delay)
         t0 = time.perf_counter()
         os.killpg(proc.pid, signal.SIGTERM)
         if stubborn:
             time.sleep(grace)
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        _poll(lambda: all(_dead(p) for p in members), 10, "the raw tree to die")
+        _poll(lambda: all(_dead(p) for p in members), 30, "the raw tree to die")
         return {"s": time.perf_counter() - t0, "ok": True, "escalated": stubborn}
     finally:
         _kill(members)

@@ -1,5 +1,7 @@
 """P3, P4 and P5: how long a stop takes, and how soon a started agent's first line shows.
 
+P3 and P4 run once per containment mode the kernel can use (cgroup and guard here).
+
 Every sample is a (runstop, raw) pair on the same command, alternating which goes first.
 P5 is measured at three depths: the run's log (``run.output()`` reads it), the live tail
 the widget renders from (``run.lines``), and end to end, the line arriving on the
@@ -27,15 +29,21 @@ def _pairs(k: Kernel, n: int, a: str, b: str) -> tuple[list[dict[str, Any]], lis
 
 
 def stops(k: Kernel, plan: Plan) -> dict[str, Any]:
-    """P3 (cooperative tree, default grace) and P4 (one member ignores TERM, grace 0.2 s)."""
-    coop_rs, coop_raw = _pairs(k, plan.stop_pairs, "B.stop('runstop', False, 3.0)", "B.stop('raw', False, 3.0)")
-    stub_rs, stub_raw = _pairs(k, plan.stubborn_pairs, "B.stop('runstop', True, 0.2)", "B.stop('raw', True, 0.2)")
-    return {
-        "p3": {"runstop_ms": [r["s"] * 1e3 for r in coop_rs], "raw_ms": [r["s"] * 1e3 for r in coop_raw],
-               "verified": all(r["ok"] for r in coop_rs + coop_raw)},
-        "p4": {"runstop_ms": [r["s"] * 1e3 for r in stub_rs], "raw_ms": [r["s"] * 1e3 for r in stub_raw],
-               "verified": all(r["ok"] and r["escalated"] for r in stub_rs + stub_raw)},
-    }
+    """P3 (cooperative tree, default grace) and P4 (one member ignores TERM, grace 0.2 s),
+    in every containment mode this kernel can use (cgroup where delegated, and guard)."""
+    modes = k.call("M = B.containments()", want="M")
+    out: dict[str, Any] = {"modes": modes, "p3": {}, "p4": {}}
+    for mode in modes:
+        coop_rs, coop_raw = _pairs(k, plan.stop_pairs, f"B.stop('runstop', False, 3.0, {mode!r})",
+                                   "B.stop('raw', False, 3.0)")
+        stub_rs, stub_raw = _pairs(k, plan.stubborn_pairs, f"B.stop('runstop', True, 0.2, {mode!r})",
+                                   "B.stop('raw', True, 0.2)")
+        used = {r["containment"] for r in coop_rs + stub_rs}
+        out["p3"][mode] = {"runstop_ms": [r["s"] * 1e3 for r in coop_rs], "raw_ms": [r["s"] * 1e3 for r in coop_raw],
+                           "verified": all(r["ok"] for r in coop_rs + coop_raw) and used == {mode}}
+        out["p4"][mode] = {"runstop_ms": [r["s"] * 1e3 for r in stub_rs], "raw_ms": [r["s"] * 1e3 for r in stub_raw],
+                           "verified": all(r["ok"] and r["escalated"] for r in stub_rs + stub_raw) and used == {mode}}
+    return out
 
 
 def _marker() -> tuple[str, bytes]:

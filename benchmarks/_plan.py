@@ -23,6 +23,16 @@ class Plan:
     flood_cycles: int  # P6: cycles of (idle, raw floods, runstop floods)
     big_lines: int  # P8: lines per run (60 bytes each)
     big_runs: int  # P8: consecutive runs in one kernel
+    crowd: int  # P9 / P5: live agents in one kernel, and agents started from one cell
+    crowd_window: int  # P9: seconds of CPU sampling with all of them shown
+    history_rows: int  # P10: recorded runs in the big history
+    history_samples: int  # P10: samples per query
+    # --curves
+    curve_trees: tuple[int, ...] = (10, 100, 1000)  # processes per tree
+    curve_tree_pairs: int = 5
+    curve_agents: tuple[int, ...] = (1, 10, 50, 200)  # agents from one cell / widgets shown
+    curve_window: int = 5  # seconds of CPU sampling per point
+    curve_gb: tuple[float, ...] = (0.1, 1.0, 10.0)  # output volumes
 
     @classmethod
     def full(cls) -> Plan:
@@ -32,6 +42,7 @@ class Plan:
             agents=50, sleep_window=10, idle_window=3,
             floods=8, flood_phase=3.0, flood_cycles=2,
             big_lines=16_666_667, big_runs=2,
+            crowd=200, crowd_window=10, history_rows=100_000, history_samples=20,
         )
 
     @classmethod
@@ -42,4 +53,6 @@ class Plan:
             agents=10, sleep_window=2, idle_window=1,
             floods=4, flood_phase=1.0, flood_cycles=1,
             big_lines=500_000, big_runs=1,
+            crowd=10, crowd_window=2, history_rows=2_000, history_samples=3,
+            curve_tree_pairs=1, curve_window=1, curve_gb=(0.1, 1.0),
         )
