@@ -187,6 +187,7 @@ class RunWidget(View):
             self._counted: int | None = None
             self._files_at = 0.0
             self._files_version = -1
+            self._agent_final = False  # the ended run's cards and totals were sent
             self._stats_text = ""
             self._unlisten = run.add_listener(lambda _run: renderer().mark(self))
             buffer = rs.attr(run, "buffer")
@@ -242,7 +243,8 @@ class RunWidget(View):
                 self._counted = int(rs.attr(run, "lines", 0) or 0)
             new_state = rs.state(run, busy=busy, counted=self._counted)
             output_due = version != self._version and (done or now - self._output_at >= FRAME)
-            agentic = (rs.attr(run, "format", "text") or "text") not in ("text", "auto")
+            fmt = rs.attr(run, "format", "text") or "text"
+            agentic = fmt not in ("text", "auto")
             with ui_lock(), self.hold_sync():
                 if output_due:
                     shown = run.buffer.lines(WINDOW_LINES + 1)
@@ -250,13 +252,22 @@ class RunWidget(View):
                     self.tail = window(shown[-WINDOW_LINES:], more)
                     # An empty frame does not count against the rate: the first line shows at once.
                     self._version, self._output_at = version, (now if shown else 0.0)
-                    if agentic:
-                        self.cards = rs.cards(rs.call(run, "cards", rs.CARD_WINDOW, default=()) or ())
-                        self.agent = rs.agent(rs.attr(run, "agent"))
                     self.active = rs.activity(run, time.time())
+                if agentic:
+                    # The stream is parsed apart from the tail (the supervisor's tick, and to its end
+                    # when the run finishes): a frame can show a line before its event is counted.
+                    # Cards and totals follow the parse, and once more when the run has ended.
+                    totals = rs.agent(rs.attr(run, "agent"))
+                    if output_due or totals != self.agent or (done and not self._agent_final):
+                        self.cards = rs.cards(rs.call(run, "cards", rs.CARD_WINDOW, default=()) or ())
+                        self.agent, self._agent_final = totals, done
+                moved = new_state != self._sent_state and (
+                    new_state["status"] != self._sent_state.get("status") or self.info.get("pid") != run.pid)
+                # --format auto is decided by the first events, while the status stays "running":
+                # the browser shows cards or the raw stream by info's format, so resend it then.
+                if moved or self.info.get("format") != fmt:
+                    self.info = {**rs.info(run), "readonly": self._readonly or not rs.is_live(run)}
                 if new_state != self._sent_state:
-                    if new_state["status"] != self._sent_state.get("status") or self.info.get("pid") != run.pid:
-                        self.info = {**rs.info(run), "readonly": self._readonly or not rs.is_live(run)}
                     self.state = self._sent_state = new_state
                 if self._stats_text and not done and self._stats_text != self.stats:
                     self.stats = self._stats_text

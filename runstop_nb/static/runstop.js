@@ -416,8 +416,9 @@ function renderRun({ model, el }) {
 
   function paintTail() {
     const pinned = out.scrollHeight - out.scrollTop - out.clientHeight < 8;
+    // What was sent to the agent (stdin) is marked: without it, a typed line reads as the agent's own.
     const parts = (model.get("tail") || []).map((o) =>
-      o.name === "stderr" ? `<span class="rs-stderr">${ansiHtml(o.text)}</span>` : ansiHtml(o.text));
+      o.name === "stderr" || o.name === "stdin" ? `<span class="rs-${o.name}">${ansiHtml(o.text)}</span>` : ansiHtml(o.text));
     out.innerHTML = parts.join("");
     show(out, (tab === "raw" || !AGENTS.has(I().format)) && parts.length > 0);
     if (pinned) out.scrollTop = out.scrollHeight;

@@ -75,7 +75,8 @@ class JupyterServer:
 
     def start(self, timeout: float = 60.0) -> JupyterServer:
         self.root.mkdir(parents=True)
-        shutil.copytree(AGENTS, self.root / "agents")
+        # symlinks=True: bin/claude etc. are links to fake_agent.py, which finds its streams beside itself.
+        shutil.copytree(AGENTS, self.root / "agents", symlinks=True)
         settings = self.tmp / "lab-settings"
         for rel, value in USER_SETTINGS.items():
             path = settings / rel
