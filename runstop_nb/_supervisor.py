@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 
 from ._kernelstate import kernel_state
 from ._threads import forever
+from ._watches import Watches
 
 log = logging.getLogger("runstop_nb")
 T = TypeVar("T")
 TICK = 0.1  # seconds: tail and timeout resolution, and at most 10 widget updates/s
 FAST_TICK = 0.01  # seconds: while a new run has not written yet, so its first line shows at once
+QUIET_TICK = 1.0  # seconds between ticks of a watched ticker whose file was not written
 
 
 class Supervisor:
@@ -43,6 +45,8 @@ class Supervisor:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._tickers: dict[object, Callable[[], None]] = {}
+        self._watches = Watches()  # tickers that only need a tick when their file was written
+        self._next_quiet = time.monotonic()
         self._hurried: dict[object, float] = {}  # key -> monotonic deadline of fast ticking
         self._children: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
@@ -80,15 +84,22 @@ class Supervisor:
         except (KeyError, ValueError):
             pass
 
-    def add_ticker(self, key: object, fn: Callable[[], None]) -> None:
-        """Call ``fn`` about every TICK seconds until ``remove_ticker(key)``."""
+    def add_ticker(self, key: object, fn: Callable[[], None], *, wake_on: str | None = None) -> None:
+        """Call ``fn`` about every TICK seconds until ``remove_ticker(key)``.
+
+        With ``wake_on`` (a file), only in the ticks after that file was written, and every
+        QUIET_TICK seconds anyway (and every tick while hurried); if the file cannot be
+        watched, every tick."""
         with self._lock:
             self._tickers[key] = fn
+        if wake_on is not None:
+            self._watches.add(key, wake_on)
 
     def remove_ticker(self, key: object) -> None:
         with self._lock:
             self._tickers.pop(key, None)
             self._hurried.pop(key, None)
+        self._watches.remove(key)
 
     def hurry(self, key: object, seconds: float) -> None:
         """Tick every FAST_TICK for up to ``seconds`` (or until ``relax(key)``)."""
@@ -115,8 +126,13 @@ class Supervisor:
             else:
                 _guarded(key.data)
         if time.monotonic() >= self._next_tick:
+            written = self._watches.changed()
+            quiet_due = time.monotonic() >= self._next_quiet
+            if quiet_due:
+                self._next_quiet = time.monotonic() + QUIET_TICK
             with self._lock:
-                tickers = list(self._tickers.values())
+                tickers = [fn for key, fn in self._tickers.items()
+                           if quiet_due or key in written or key in self._hurried or not self._watches.watching(key)]
                 self._children = [c for c in self._children if c.poll() is None]
             for fn in tickers:
                 _guarded(fn)

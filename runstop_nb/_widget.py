@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from ._viewset import current_cell, views
 STATIC = Path(__file__).parent / "static"
 WINDOW_LINES, WINDOW_CHARS, LINE_CHARS = rs.WINDOW_LINES, rs.WINDOW_CHARS, rs.LINE_CHARS
 window = rs.window
+MAX_FRAMES = 10  # output frames in any one second, per view (1 / FRAME)
 FILES_EVERY = 10.0  # seconds between diffstats of a live worktree run with new output
 
 # Colour plus text, never colour alone: the badge always spells the status out. The
@@ -153,6 +155,7 @@ class RunWidget(View):
         self._busy = False  # a stop started by this widget is under way
         self._unlisten: Any = None
         self._stats_text = ""
+        self._frames: deque[float] = deque(maxlen=MAX_FRAMES)  # when the last output frames were sent
         self.run: Any = None
         if run is not None:
             self.bind(run)
@@ -184,6 +187,7 @@ class RunWidget(View):
             self._sent_state: dict[str, Any] = {}
             self._version = -1
             self._output_at = 0.0
+            self._frames.clear()
             self._counted: int | None = None
             self._files_at = 0.0
             self._files_version = -1
@@ -242,7 +246,9 @@ class RunWidget(View):
             if done and self._counted is None:
                 self._counted = int(rs.attr(run, "lines", 0) or 0)
             new_state = rs.state(run, busy=busy, counted=self._counted)
-            output_due = version != self._version and (done or now - self._output_at >= FRAME)
+            # At most MAX_FRAMES output frames in any second, the last one of a run included.
+            room = len(self._frames) < MAX_FRAMES or now - self._frames[0] >= 1.0
+            output_due = version != self._version and room and (done or now - self._output_at >= FRAME)
             fmt = rs.attr(run, "format", "text") or "text"
             agentic = fmt not in ("text", "auto")
             with ui_lock(), self.hold_sync():
@@ -252,6 +258,8 @@ class RunWidget(View):
                     self.tail = window(shown[-WINDOW_LINES:], more)
                     # An empty frame does not count against the rate: the first line shows at once.
                     self._version, self._output_at = version, (now if shown else 0.0)
+                    if shown:
+                        self._frames.append(now)
                     self.active = rs.activity(run, time.time())
                 if agentic:
                     # The stream is parsed apart from the tail (the supervisor's tick, and to its end

@@ -301,6 +301,9 @@ def test_flood_widget_traffic_is_bounded(k: Kernel) -> None:
     assert tails, "the tail was sent"
     assert max(sizes) <= 64 * 1024
     assert len(tails) <= 10 * span + 3
+    sent = sorted(m["header"]["date"].timestamp() for m in tails)
+    busiest = max(sum(1 for u in sent if t - 1.0 < u <= t) for t in sent)
+    assert busiest <= 10, f"{busiest} tail updates within one second, the final frame included"
     assert sum(sizes) <= 3_000_000
     text = "".join(o["text"] for o in tails[-1]["content"]["data"]["state"]["tail"])
     assert "000199999" in text, "the final frame shows the end of the output"
