@@ -533,3 +533,16 @@ def test_show_and_ls_json_give_the_agent_summary(tmp_path: Path) -> None:
     assert row["agent"]["tool_calls"] == 1
     plain_fields = cli("show", finished([PY, "-c", "pass"], "plain").id).stdout
     assert "session" not in plain_fields and "agent " not in plain_fields
+
+
+def test_stop_grace_reaches_a_live_kernel() -> None:
+    """Issue 14 item 2: ``--grace`` travels with the request to the run's kernel."""
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(1000)"
+    run = runstop_nb.start([sys.executable, "-c", stubborn], name="stubborn-cli", grace=3)
+    wait_for(lambda: "up" in run.output(), 10, "the TERM-ignorer")
+    out = cli("stop", run.id, "--grace", "0.3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = run.last_stop
+    assert result is not None and result.escalated, result
+    assert result.elapsed_s < 2.0, f"took {result.elapsed_s:.2f} s: the run's own 3 s grace was used, not --grace 0.3"
+    assert not cookie_alive(run.spec.cookie)

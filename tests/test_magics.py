@@ -341,3 +341,35 @@ def test_an_unexpected_start_failure_is_a_usage_error_and_leaves_nothing(
         shell.run_line_magic("agent_run", "-- sleep 1")
     assert str(info.value).startswith("PermissionError: ") and "\n" not in str(info.value)
     assert len(runstop_nb.runs()) == before
+
+
+def test_three_agents_with_worktree_each_change_only_their_own_copy(shell: InteractiveShell, tmp_path: Path) -> None:
+    """Issue 17: a cell of agents with --worktree, all editing the same file of one repository."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    (repo / "shared.txt").write_text("one\ntwo\nthree\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    cell = "\n".join(f"wt{i}: sh -c 'echo by-agent-{i} >> shared.txt'" for i in range(3))
+    shell.run_cell_magic("agent_run", f"--worktree --wait --cwd {repo}", cell)
+    runs = [runstop_nb.get(f"wt{i}") for i in range(3)]
+    try:
+        for i, run in enumerate(runs):
+            assert run.status == "completed", run
+            diff = run.diff()
+            assert f"+by-agent-{i}" in diff
+            assert all(f"by-agent-{j}" not in diff for j in range(3) if j != i), diff
+            assert [(f.path, f.added, f.removed) for f in run.diffstat()] == [("shared.txt", 1, 0)]
+        assert (repo / "shared.txt").read_text() == "one\ntwo\nthree\n", "the repository itself is untouched"
+        assert len({run.worktree.path for run in runs if run.worktree is not None}) == 3
+    finally:
+        for run in runs:
+            run.discard(force=True)
