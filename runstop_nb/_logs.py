@@ -43,7 +43,7 @@ MAX_TAIL_LINES = 250  # display lines kept per run: the widget shows 200
 MAX_LINE_CHARS = 4000
 TAIL_BYTES_PER_LINE = 4096  # tail(n) reads at most n times this from the end (and at least 64 KiB)
 UNRECORDED_LAG = 0.3  # seconds the tail waits for the guard to record bytes before showing them anyway
-QUIET_CHECK = 1.0  # seconds between full checks of a guarded run whose order index has not grown
+QUIET_CHECK = 2.0  # seconds between full checks of a guarded run whose order index has not grown
 
 
 @dataclass(frozen=True)
@@ -374,7 +374,9 @@ class LiveTail:
                 and os.fstat(self._order).st_size <= self._order_pos):
             return False
         self._full_check = now
-        sizes = {s: self._size(s) for s in ALL_STREAMS}
+        sizes = {s: self._size(s) for s in STREAMS}
+        # stdin.log exists once something was sent, and every send is recorded first
+        sizes["stdin"] = self._size("stdin") if self._recorded["stdin"] or "stdin" in self._fds else 0
         grew = any(sizes[s] > self._seen[s] for s in STREAMS)
         for s in STREAMS:
             self._seen[s] = sizes[s]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runstop_nb")
 POLL = 0.5  # seconds: how soon a `runstop stop` request is acted on
 PROGRESS_EVERY = 2.0  # seconds between line/byte count refreshes of live runs
+REQUERY_EVERY = 10.0  # seconds: stop requests are looked up at least this often, written or not
 WRITE_WAIT = 0.5  # seconds start() and a run's end wait (at most) for their row to land
 HOST = socket.gethostname()
 _identity: tuple[int, float] | None = None
@@ -96,6 +97,7 @@ class Recorder:
         self._pending: dict[str, Run] = {}
         self._live: dict[str, Run] = {}
         self._asked: set[str] = set()
+        self._signatures: dict[Path, tuple[tuple[int, ...], float]] = {}  # db -> (signature, when queried)
         self._counts: dict[str, tuple[int, int]] = {}
         self._submitted = 0
         self._written = 0
@@ -186,10 +188,17 @@ class Recorder:
         by_db: dict[Path, list[Run]] = {}
         for run in live:
             by_db.setdefault(db_of(run), []).append(run)
+        now = time.monotonic()
         for path, runs in by_db.items():
             store = store_for(path)
             if not store.exists():
                 continue
+            # Read first, query after: a write that lands during the query changes it again.
+            sig = _file_signature(path)
+            seen = self._signatures.get(path)
+            if seen is not None and seen[0] == sig and now - seen[1] < REQUERY_EVERY:
+                continue  # nothing was written to the history since the last look
+            self._signatures[path] = (sig, now)
             try:
                 wanted = {i: g for i, g in store.stop_requests(r.id for r in runs).items() if i not in self._asked}
             except Exception as e:
@@ -207,6 +216,19 @@ class Recorder:
         for run in live:
             if self._counts.get(run.id) != (run.lines, run.bytes):
                 self._write(run)
+
+
+def _file_signature(db: Path) -> tuple[int, ...]:
+    """Sizes and modification times of a database and its WAL: they change on any write."""
+    out: list[int] = []
+    for path in (db, db.with_name(db.name + "-wal")):
+        try:
+            st = os.stat(path)
+        except OSError:
+            out += [0, 0]
+            continue
+        out += [st.st_mtime_ns, st.st_size]
+    return tuple(out)
 
 
 def _new_recorder() -> Recorder:

@@ -133,7 +133,7 @@ class Run:
         self._input_fd = agent.input_fd
         self._tail = LiveTail(self._logs, self.buffer, writes_order=not agent.records_order)
         # A guard records every write in order.idx within milliseconds: tick when it grows
-        # (and once a second). A timeout needs every tick; so does a tail without a guard.
+        # (and every QUIET_TICK). A timeout needs every tick; so does a tail without a guard.
         wake_on = str(self._logs.order) if agent.records_order and self.spec.timeout is None else None
         self._supervisor.add_ticker(self, self._tick, wake_on=wake_on)
         self._supervisor.hurry(self, FIRST_OUTPUT_WINDOW)  # show the first line within ~10 ms

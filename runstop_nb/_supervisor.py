@@ -33,7 +33,7 @@ log = logging.getLogger("runstop_nb")
 T = TypeVar("T")
 TICK = 0.1  # seconds: tail and timeout resolution, and at most 10 widget updates/s
 FAST_TICK = 0.01  # seconds: while a new run has not written yet, so its first line shows at once
-QUIET_TICK = 1.0  # seconds between ticks of a watched ticker whose file was not written
+QUIET_TICK = 2.0  # seconds between ticks of a watched ticker whose file was not written
 
 
 class Supervisor:
@@ -130,9 +130,10 @@ class Supervisor:
             quiet_due = time.monotonic() >= self._next_quiet
             if quiet_due:
                 self._next_quiet = time.monotonic() + QUIET_TICK
+            watched = set() if quiet_due else self._watches.keys()
             with self._lock:
                 tickers = [fn for key, fn in self._tickers.items()
-                           if quiet_due or key in written or key in self._hurried or not self._watches.watching(key)]
+                           if quiet_due or key not in watched or key in written or key in self._hurried]
                 self._children = [c for c in self._children if c.poll() is None]
             for fn in tickers:
                 _guarded(fn)

@@ -3,7 +3,7 @@
 The supervisor ticks every run ten times a second. A run whose guard records the order of
 its output (``order.idx`` grows within milliseconds of any write) only needs its tick
 when that file changed, so the supervisor watches every such file here, drains the events
-once per tick, and ticks the idle runs only once a second. 200 silent agents then cost the
+once per tick, and ticks the idle runs only every two seconds. 200 silent agents then cost the
 kernel about nothing (before: one fstat and a Python call per run, 2,000 a second).
 
 Linux only (inotify through ctypes); elsewhere, or when a watch cannot be added (the
@@ -63,6 +63,11 @@ class Watches:
     def watching(self, key: object) -> bool:
         with self._lock:
             return key in self._wds
+
+    def keys(self) -> set[object]:
+        """Every key watched now (a snapshot)."""
+        with self._lock:
+            return set(self._wds)
 
     def changed(self) -> set[object]:
         """The keys whose file was written since the last call (never blocks)."""
