@@ -130,12 +130,20 @@ class Renderer:
             if not keep:
                 self.discard(item)
                 self._failures.pop(id(item), None)
-        # Sleep until something is marked (or the sweep is due); never two frames within FRAME.
+        with self._lock:
+            pending = bool(self._dirty)
+        if pending:
+            # Marked during this frame (output a view held back for its rate, or new events):
+            # pace the next frame, so a busy kernel gets at most about 1 / FRAME frames a second.
+            left = FRAME - (time.monotonic() - t0)
+            if left > 0:
+                time.sleep(left)
+            return
+        # Nothing left to do: sleep until something is marked (or a probe or sweep is due),
+        # then draw at once. A run's first line shows without waiting out a frame; each view
+        # still sends output at most once per FRAME (its refresh holds the rest back).
         self._wake.wait(None if idle else PROBE if probing else SWEEP)
         self._wake.clear()
-        left = FRAME - (time.monotonic() - t0)
-        if left > 0:
-            time.sleep(left)
 
 
 def ui_lock() -> threading.RLock:
