@@ -3,14 +3,14 @@
 #   make setup test   installs what the tests need, then runs the whole suite, as CI does
 # The inner loop, for working on runstop_nb:
 #   make check        ruff + mypy (strict, package and tests): seconds
-#   make unit         tests without kernels, browsers, soak, race trials, agent CLIs or Ray: under a minute
+#   make unit         tests without kernels, browsers, soak, race trials, agent CLIs, Ray or heavy fuzzing: under a minute
 #   make e2e          the real-browser tests (JupyterLab 4 and Notebook 7)
 #   make soak         the long soak; make bench: the benchmarks; make demo-agents: the agent CLIs side by side
 #   make ray          the Ray tests against a local head, in a network namespace of their own (root);
 #                     make ray-bench: start and stop latency, local vs Ray, in the same namespace
 .PHONY: demo demo-agents setup venv check unit e2e test bench soak ray ray-bench
 PORT ?= 8888
-UNIT = not kernel and not e2e and not soak and not races and not clis and not ray
+UNIT = not kernel and not e2e and not soak and not races and not clis and not ray and not heavy
 
 setup:
 	@scripts/setup.sh

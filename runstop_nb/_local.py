@@ -108,7 +108,7 @@ class WardenLink:
         self._popen, self._sock, self.pid = popen, mine, popen.pid
         self.proc = Pinned.now(popen.pid)
         self._sup.watch(mine, self._on_readable)
-        self._sup.add_ticker(self, self._watch_guards)
+        self._sup.add_ticker(self, self._watch_guards, every=WATCH_GUARDS_EVERY)
 
     def spawn(self, meta: dict[str, Any], lifeline: int) -> None:
         sock = self._sock

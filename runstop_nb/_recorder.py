@@ -214,7 +214,10 @@ class Recorder:
         with self._cond:
             live = list(self._live.values())
         for run in live:
-            if self._counts.get(run.id) != (run.lines, run.bytes):
+            seen = self._counts.get(run.id)
+            if seen is not None and seen[1] == run.bytes:
+                continue  # no new byte, no new line: and the byte count costs nothing to read
+            if seen != (run.lines, run.bytes):
                 self._write(run)
 
 

@@ -46,7 +46,12 @@ class Supervisor:
         self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._tickers: dict[object, Callable[[], None]] = {}
         self._watches = Watches()  # tickers that only need a tick when their file was written
+        if self._watches.fd >= 0:  # a write to a watched file wakes the loop (ticks stay >= TICK apart)
+            self._sel.register(self._watches.fd, selectors.EVENT_READ, self._on_written)
+        self._written: set[object] = set()  # keys whose file was written since the last tick
+        self._every: dict[object, list[float]] = {}  # key -> [interval, next due] for slow tickers
         self._next_quiet = time.monotonic()
+        self._last_tick = 0.0
         self._hurried: dict[object, float] = {}  # key -> monotonic deadline of fast ticking
         self._children: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
@@ -84,21 +89,29 @@ class Supervisor:
         except (KeyError, ValueError):
             pass
 
-    def add_ticker(self, key: object, fn: Callable[[], None], *, wake_on: str | None = None) -> None:
+    def add_ticker(self, key: object, fn: Callable[[], None], *, wake_on: str | None = None,
+                   every: float | None = None) -> None:
         """Call ``fn`` about every TICK seconds until ``remove_ticker(key)``.
 
         With ``wake_on`` (a file), only in the ticks after that file was written, and every
         QUIET_TICK seconds anyway (and every tick while hurried); if the file cannot be
-        watched, every tick."""
-        with self._lock:
-            self._tickers[key] = fn
+        watched, every tick. With ``every``, about every ``every`` seconds. When every
+        ticker is one of those, the loop sleeps until one is due: an idle kernel's
+        supervisor wakes a few times a second at most, not ten."""
         if wake_on is not None:
             self._watches.add(key, wake_on)
+        with self._lock:
+            self._tickers[key] = fn
+            if every is not None:
+                self._every[key] = [every, time.monotonic() + every]
+            self._next_tick = time.monotonic()
+        self._wake()
 
     def remove_ticker(self, key: object) -> None:
         with self._lock:
             self._tickers.pop(key, None)
             self._hurried.pop(key, None)
+            self._every.pop(key, None)
         self._watches.remove(key)
 
     def hurry(self, key: object, seconds: float) -> None:
@@ -126,22 +139,47 @@ class Supervisor:
             else:
                 _guarded(key.data)
         if time.monotonic() >= self._next_tick:
-            written = self._watches.changed()
-            quiet_due = time.monotonic() >= self._next_quiet
-            if quiet_due:
-                self._next_quiet = time.monotonic() + QUIET_TICK
-            watched = set() if quiet_due else self._watches.keys()
-            with self._lock:
-                tickers = [fn for key, fn in self._tickers.items()
-                           if quiet_due or key not in watched or key in written or key in self._hurried]
-                self._children = [c for c in self._children if c.poll() is None]
-            for fn in tickers:
-                _guarded(fn)
-            now = time.monotonic()
-            with self._lock:
-                self._hurried = {k: t for k, t in self._hurried.items() if t > now}
-                tick = FAST_TICK if self._hurried else TICK
-            self._next_tick = now + tick
+            self._tick()
+
+    def _on_written(self) -> None:
+        """A watched file was written: note whose, and tick soon (never twice within TICK)."""
+        self._written |= self._watches.changed()
+        self._next_tick = min(self._next_tick, self._last_tick + TICK)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        written, self._written = self._written | self._watches.changed(), set()
+        quiet_due = now >= self._next_quiet
+        if quiet_due:
+            self._next_quiet = now + QUIET_TICK
+        watched = self._watches.keys()
+        with self._lock:
+            due, plain = [], False
+            for key, fn in self._tickers.items():
+                slow = self._every.get(key)
+                if slow is not None:
+                    if now >= slow[1]:
+                        slow[1] = now + slow[0]
+                        due.append(fn)
+                elif key not in watched:
+                    plain = True
+                    due.append(fn)
+                elif quiet_due or key in written or key in self._hurried:
+                    due.append(fn)
+            self._children = [c for c in self._children if c.poll() is None]
+        for fn in due:
+            _guarded(fn)
+        now = time.monotonic()
+        self._last_tick = now
+        with self._lock:
+            self._hurried = {k: t for k, t in self._hurried.items() if t > now}
+            if self._hurried:
+                nxt = now + FAST_TICK
+            elif plain or self._children:
+                nxt = now + TICK
+            else:  # only watched and slow tickers: sleep until one is due (a write wakes us sooner)
+                nxt = max(now + TICK, min([self._next_quiet, *(v[1] for v in self._every.values())]))
+            self._next_tick = min(self._next_tick, nxt) if self._next_tick > now else nxt
 
     def _run_calls(self) -> None:
         try:

@@ -24,7 +24,7 @@ from ._units import plural, size
 
 PASS = 1.0  # seconds between passes
 STEADY = 5  # unchanged passes after which a tree is sampled less often
-SLOW_EVERY = 5  # passes between samples of a steady tree
+SLOW_EVERY = 10  # passes between samples of a steady tree
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

@@ -813,6 +813,7 @@ def _snapshot(reader: StreamReader) -> tuple[Any, ...]:
     return reader.kind, reader.summary(), reader.cards()
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
 def test_chunking_at_every_byte_boundary_gives_the_same_result(kind: str) -> None:
     data = b"banner\n" + jl(*STREAMS_BY_KIND[kind]) + b"tail \xe2\x82\xac without newline"
@@ -847,6 +848,7 @@ def test_version_grows_on_changes_only() -> None:
 # -- bounds and speed -------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_100000_events_are_fast_and_bounded() -> None:
     events = [CODEX[0], CODEX[1]]
     for i in range(100_000):
@@ -865,6 +867,7 @@ def test_100000_events_are_fast_and_bounded() -> None:
     assert cards[-1].body == "message 99999" and cards[0].body == "message 99800"
 
 
+@pytest.mark.heavy
 def test_100000_tool_calls_keep_bounded_state() -> None:
     reader = StreamReader("claude", max_cards=50)
     for i in range(20_000):

@@ -635,6 +635,7 @@ def settle(start: Callable[[], object], keep: tuple[str, ...] = ()) -> None:
     no_strays()
 
 
+@pytest.mark.heavy
 @FUZZ
 @given(data=st.data())
 def test_fuzz_start_arguments(jail: Path, data: st.DataObject) -> None:
@@ -650,6 +651,7 @@ shell_text = st.one_of(st.builds(lambda c, a: f"{c} {shlex.quote(a)}", COMMAND, 
                        st.sampled_from(["exit 3", "cat afile", "echo $HOME >out", "true; false", "(echo a &)", ""]))
 
 
+@pytest.mark.heavy
 @FUZZ
 @given(cmd=shell_text, env=VALID["env"], timeout=VALID["timeout"])
 def test_fuzz_start_shell_commands(jail: Path, cmd: str, env: Any, timeout: Any) -> None:
@@ -718,6 +720,7 @@ def magic(call: Callable[[], object], shell: Any, keep: tuple[str, ...] = ()) ->
 
 
 @needs_magics
+@pytest.mark.heavy
 @FUZZ
 @given(line=agent_run_lines)
 def test_fuzz_agent_run_line(shell: Any, line: str) -> None:
@@ -725,6 +728,7 @@ def test_fuzz_agent_run_line(shell: Any, line: str) -> None:
 
 
 @needs_magics
+@pytest.mark.heavy
 @FUZZ
 @given(options=cell_options, cell=cell_bodies)
 def test_fuzz_agent_run_cell(shell: Any, options: str, cell: str) -> None:
@@ -732,6 +736,7 @@ def test_fuzz_agent_run_cell(shell: Any, options: str, cell: str) -> None:
 
 
 @needs_magics
+@pytest.mark.heavy
 @FUZZ
 @given(line=stop_lines)
 def test_fuzz_agent_stop(shell: Any, line: str) -> None:
