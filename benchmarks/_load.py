@@ -21,6 +21,8 @@ from _capture import SETTLE, load
 from _kernel import Kernel, Traffic
 from _plan import Plan
 
+SLEEP_SETTLE = 6.0  # seconds from starting the sleepers to sampling their kernel (P7)
+
 
 def _round_trips(k: Kernel, seconds: float) -> list[float]:
     out = []
@@ -81,7 +83,10 @@ def _phase(k: Kernel, plan: Plan, display: bool) -> dict[str, Any]:
     started = k.call(f"R = B.start_sleepers({plan.agents}, {display})", want="R")
     if started["running"] != plan.agents:
         raise RuntimeError(f"only {started['running']} of {plan.agents} agents were running")
-    time.sleep(1.0)  # first frames of the widgets, then the steady state
+    # The steady state of sleeping agents: after each new run's 3 s of fast polling for its
+    # first line (FIRST_OUTPUT_WINDOW) and the 5 passes in which its tree stats settle.
+    # Sampling from 1 s after the start (as the first rounds did) measured start-up too.
+    time.sleep(SLEEP_SETTLE)
     t0 = time.perf_counter()
     cpu = _cpu_windows(k, plan.sleep_window)
     traffic = Traffic.of(k.iopub.since(t0), time.perf_counter() - t0)
