@@ -486,7 +486,7 @@ class Run:
         threading.Thread(target=target, name=f"runstop-{what}-{self.name}", daemon=True).start()
 
     def _tick(self) -> None:
-        """Supervisor thread, ~10 Hz: read new output; fire the timeout."""
+        """Supervisor thread (after a write, at most 10 Hz; else every 2 s): read new output; fire the timeout."""
         grew = self._tail is None  # without a tail, the transcript looks for itself
         with self._tail_lock:
             if self._tail is not None and not self._tail.closed and self._tail.poll():

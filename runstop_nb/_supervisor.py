@@ -7,7 +7,8 @@ Why one thread, not the kernel's asyncio loop or a pool:
   docs/platform.md), and every guard's and the warden's socket is watched in one place;
 * asyncio tasks get no ticks while a synchronous cell runs, while this thread keeps
   tailing logs and firing timeouts through any cell;
-* one ``select`` over every socket plus a 10 Hz tick is cheaper than a thread per run.
+* one ``select`` over every socket and one inotify fd, ticking runs that wrote (at most
+  10 Hz) and quiet ones every 2 s, is cheaper than a thread per run.
 
 Work that may block (a stop ladder's grace) never runs here; runs hand it to a thread.
 """
