@@ -22,6 +22,8 @@ import pytest
 
 import runstop_nb
 from runstop_nb._proc import procfs
+from runstop_nb._proc.guard import DEATH_GRACE_CAP
+from runstop_nb._proc.ladder import FORCE_BUDGET
 
 from .helpers import FORKCHAIN, PY, TRIALS, alive, beats, cookie_alive, helpers_of, kill_pids, wait_for
 from .standin import standin_kernel
@@ -189,6 +191,23 @@ def test_fork_chains_die_within_5s_of_kernel_sigkill(mode: str, variant: str, tm
             took = dead_within(lambda: chains_quiet(beat_files) and all(not cookie_alive(c) for c in cookies))  # noqa: B023
             print(f"{mode}/{variant} batch {batch}: dead {took:.2f} s after the kernel's SIGKILL")
             wait_for(lambda: not helpers_of(kernel.pid), DEATH_BOUND, "the warden and guards to exit")
+
+
+def test_kernel_death_cuts_short_the_grace_of_a_run_already_ending(mode: str, tmp_path: Path) -> None:
+    """The root exited, so its guard is giving the leftovers the run's own grace (30 s here)
+    when the kernel dies: the grace ends within DEATH_GRACE_CAP of the death, as if the
+    kernel had died first. Before, the guard did not see the death; the warden ended the
+    tree at 2.6 s (cgroup) or 4.6 s (guard mode)."""
+    stubborn = f"{PY} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'"
+    with standin_kernel([{"cmd": ["bash", "-c", f"setsid {stubborn} & sleep 0.3; exit 0"], "grace": 30}],
+                        tmp_path / "home", {"RUNSTOP_NB_CONTAINMENT": mode}) as kernel:
+        (run,) = kernel.runs
+        wait_for(lambda: not alive(run.pid), 10, "the root to exit (its guard then asks the leftovers to go)")
+        assert cookie_alive(run.cookie), "the TERM-ignorer outlives the root, within the run's grace"
+        kernel.kill()
+        took = dead_within(lambda: not cookie_alive(run.cookie))
+        print(f"{mode}: the leftover was dead {took:.2f} s after the kernel's SIGKILL")
+        assert took < DEATH_GRACE_CAP + FORCE_BUDGET + 0.5, f"{took:.2f} s: the guard did not see the kernel die"
 
 
 def test_guard_stopped_then_kernel_sigkill(mode: str, tmp_path: Path) -> None:

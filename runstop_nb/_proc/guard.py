@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import procfs, wire
@@ -240,7 +241,7 @@ class Guard:
         me = os.getpid()
         protect = {me, os.getppid(), self.kernel_pid}
         tree = SubreaperTree(self.reap, self.wake_fd, group=self.group, protect=protect)
-        verdict = climb(tree, grace)
+        verdict = climb(tree, grace, None if cause == "kernel" else self._kernel_cap())
         self.copy_terminal(final=True)  # every byte written before the end is in the log
         if self.order is not None:
             self.order.close()
@@ -251,6 +252,24 @@ class Guard:
         if verdict.dead and self.group is not None:
             self.group.remove()
         return verdict
+
+    def _kernel_cap(self) -> Callable[[], float | None]:
+        """For a ladder begun for another reason (the root exited, a stop): if the kernel dies
+        meanwhile, the grace ends within DEATH_GRACE_CAP of its death, as it would have had
+        the kernel died first (every tree dead within 5 s of the kernel's death)."""
+        gone: list[float] = []
+
+        def cap() -> float | None:
+            if not gone and not self.standalone:
+                if self.kernel_fd is not None:
+                    dead = bool(select.select([self.kernel_fd], [], [], 0)[0])
+                else:
+                    dead = not self.kernel_alive()
+                if dead:
+                    gone.append(time.monotonic() + DEATH_GRACE_CAP)
+            return gone[0] if gone else None
+
+        return cap
 
     def serve(self) -> None:
         """Wait for the one thing that ends this guard, then end the tree and return."""

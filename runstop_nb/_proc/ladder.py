@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,10 +62,12 @@ class Verdict:
                    str(data.get("note") or ""))
 
 
-def climb(tree: Tree, grace: float) -> Verdict:
+def climb(tree: Tree, grace: float, until: Callable[[], float | None] | None = None) -> Verdict:
     """Run the ladder over ``tree``; return within about ``grace + FORCE_BUDGET`` seconds.
 
     ``grace`` 0 skips the ask step (the caller has already waited, or must not).
+    ``until``, asked during the grace, may return a monotonic time at which the grace must
+    end sooner (the guard's kernel died while it was ending the run for another reason).
     """
     t0 = time.monotonic()
     signalled: set[tuple[int, int]] = set()
@@ -80,6 +83,9 @@ def climb(tree: Tree, grace: float) -> Verdict:
                 proc.signal(_SIGCONT)
         deadline = t0 + grace
         while not tree.settled():
+            cap = until() if until is not None else None
+            if cap is not None:
+                deadline = min(deadline, cap)
             left = deadline - time.monotonic()
             if left <= 0:
                 escalated = True
