@@ -8,6 +8,8 @@ Rules this table encodes:
   leaves the run ``stopping``, and a retry is a legal self-move.
 * A natural exit ends as ``completed`` (exit 0) or ``failed``, once leftovers are dead.
 * A run that was asked to stop never ends ``failed``, even if its root exits non-zero.
+* A run whose guard died (or, on Ray, whose cluster stopped answering) was stopped by
+  nobody: it ends ``failed``, with the reason, once its tree is dead or known unknowable.
 * Terminal states have no way out.
 
 No I/O happens here, so the table is tested without processes.
@@ -30,6 +32,7 @@ class Event(str, Enum):
     EXITED_ERROR = "exited_error"  # root exited non-zero and the tree is dead
     STOPPED = "stopped"  # the tree is dead after a user/cleanup stop
     TIMED_OUT = "timed_out"  # the tree is dead after a timeout stop
+    LOST = "lost"  # the run's guard (or its Ray cluster) was lost; its tree was ended without it
 
 
 TERMINAL = frozenset(RunStatus(name) for name in _TERMINAL_NAMES)
@@ -43,6 +46,7 @@ TRANSITIONS: dict[tuple[RunStatus, Event], RunStatus] = {
     (_S.STOPPING, _E.RETRY_STOP): _S.STOPPING,
     (_S.STOPPING, _E.STOPPED): _S.CANCELLED,
     (_S.STOPPING, _E.TIMED_OUT): _S.TIMED_OUT,
+    (_S.STOPPING, _E.LOST): _S.FAILED,
 }
 
 

@@ -555,9 +555,12 @@ class Run:
             if self._status.terminal or (self._status == RunStatus.STOPPING and not mine):
                 return  # a stop() took the run over; it ends it
             if lost:
-                how = "verified dead" if verdict.dead else "NOT all dead"
-                self.error = f"{lost}; its tree was stopped ({how}, by {verdict.verified_by})"
-                event = Event.STOPPED
+                if verdict.verified_by:
+                    how = "verified dead" if verdict.dead else "NOT all dead"
+                    self.error = f"{lost}; its tree was stopped ({how}, by {verdict.verified_by})"
+                else:
+                    self.error = f"{lost}; whether its tree is dead is not known here"
+                event = Event.LOST  # nobody asked it to stop: it failed
             else:
                 event = Event.EXITED_OK if agent.returncode == 0 else Event.EXITED_ERROR
             if lost or verdict.signalled:
@@ -611,9 +614,13 @@ class Run:
 
     def _result_of(self, verdict: Verdict, prior: RunStatus, t0: float, *, cause: StopCause) -> StopResult:
         note = "; ".join(n for n in (self._stop_note if cause == self._stop_cause else None, verdict.note) if n)
-        reason: StopReason = "stopped" if verdict.dead else "unkillable"
+        # Not dead, and nothing verified either way (a Ray node's verdict never arrived): say
+        # so, rather than claim survivors nobody saw.
+        unknown = not verdict.dead and not verdict.survivors and not verdict.verified_by
+        reason: StopReason = "stopped" if verdict.dead else "error" if unknown else "unkillable"
         return self._result(
             verdict.dead, reason, prior, t0, escalated=verdict.escalated,
+            error=(verdict.note or "no verdict on the tree") if unknown else None,
             unkillable=tuple(Survivor(p, s, n) for p, s, n in verdict.survivors), signalled=verdict.signalled,
             swept=verdict.swept, verified_by=verdict.verified_by, cause=cause, note=note or None,
         )

@@ -53,7 +53,7 @@ CAUSE_WORDS: dict[StopCause, str] = {
     "budget": "budget exceeded",
     "restart": "replaced by --restart",
     "cli": "stopped by `runstop stop`",
-    "guard_lost": "its guard process died",
+    "guard_lost": "its guard was lost (it died, or its Ray head stopped answering)",
     "kernel_gone": "its kernel went away",
     "janitor": "orphaned; stopped by the janitor",
     "exit": "leftovers of a finished run",

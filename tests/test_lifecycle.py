@@ -16,6 +16,7 @@ from runstop_nb.errors import TransitionError
     (RunStatus.STOPPING, Event.STOPPED, RunStatus.CANCELLED),
     (RunStatus.STOPPING, Event.TIMED_OUT, RunStatus.TIMED_OUT),
     (RunStatus.STOPPING, Event.RETRY_STOP, RunStatus.STOPPING),
+    (RunStatus.STOPPING, Event.LOST, RunStatus.FAILED),
 ])
 def test_legal_moves(state: RunStatus, event: Event, expected: RunStatus) -> None:
     assert next_status(state, event) is expected

@@ -111,7 +111,7 @@ def test_guard_killed_by_its_agent_leaves_no_escapee(mode: str, marker: str) -> 
               f"sleep 0.3; kill -9 $PPID; sleep 1000")
     run = runstop_nb.start(["bash", "-c", script], grace=0.5)
     wait_for(lambda: by_cmdline(["sleep", marker]) and by_cmdline(["sleep", marker + "1"]), 10, "the escapees")
-    assert run.wait(10) == "cancelled"
+    assert run.wait(10) == "failed"
     assert run.last_stop is not None and run.last_stop.cause == "guard_lost" and run.last_stop.stopped
     wait_for(lambda: not by_cmdline(["sleep", marker]) and not by_cmdline(["sleep", marker + "1"]),
              DEATH_BOUND, "the env -i escapees to die")
