@@ -21,11 +21,13 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.text import DollarFormatter
 
 from . import _spec
-from ._api import get, runs, start
+from ._api import get, launcher_for, runs, start
 from ._listing import RunTable
 from ._registry import registry
 from ._run import Run
 from .errors import RunstopError
+
+BACKEND_KEYS = ("backend", "ray_address", "ray_options")  # start() arguments for the launcher, not the spec
 
 # Procfile style: "reviewer: claude -p 'review'". A colon must be followed by a space,
 # so URLs and "C:" never read as names.
@@ -67,6 +69,16 @@ class AgentMagics(Magics):
     @argument("--containment", choices=("auto", "cgroup", "guard"),
               help="what holds the tree: a cgroup where possible (auto), or the subreaper guard alone")
     @argument("--cols", type=int, metavar="N", help="%%%%agent_run only: fixed number of grid columns")
+    @argument("--backend", choices=("local", "ray"), default="local",
+              help="where the agent runs: this machine, or a job on a Ray cluster (docs/ray.md)")
+    @argument("--ray-address", metavar="URL",
+              help="the Ray dashboard (default $RUNSTOP_NB_RAY_ADDRESS, then $RAY_ADDRESS)")
+    @argument("--num-cpus", type=float, metavar="N", help="Ray: CPUs the job reserves")
+    @argument("--num-gpus", type=float, metavar="N", help="Ray: GPUs the job reserves")
+    @argument("--resources", action="append", default=[], metavar="NAME=N",
+              help="Ray: a custom resource the job reserves (repeatable)")
+    @argument("--working-dir", metavar="DIR", help="Ray: a folder uploaded as the job's working folder")
+    @argument("--detach", action="store_true", help="Ray: the job runs on after this kernel dies")
     @argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
     @no_var_expand
     @line_cell_magic
@@ -168,7 +180,7 @@ class AgentMagics(Magics):
         """``{var}`` and ``$var`` from the user's namespace, as ``!cmd`` does, but *after* the
         options were parsed and word by word: a value never becomes more than one argument,
         so it cannot smuggle in an option (``n = "x --shell"``)."""
-        for field in ("name", "cwd"):
+        for field in ("name", "cwd", "ray_address", "working_dir"):
             value = getattr(args, field)
             if isinstance(value, str):
                 setattr(args, field, self._expand(value))
@@ -207,7 +219,40 @@ class AgentMagics(Magics):
                 "stdin": args.stdin, "format": args.format, "max_cost": args.max_cost,
                 "max_tokens": args.max_tokens, "idle": self._seconds("--idle", args.idle),
                 "worktree": args.worktree, "containment": args.containment}
+        opts.update(self._ray_options(args))
         return opts
+
+    def _ray_options(self, args: argparse.Namespace) -> dict[str, Any]:
+        """--backend ray and its options, as start() takes them; Ray options without it are an error."""
+        given = [flag for flag, value in (("--ray-address", args.ray_address), ("--num-cpus", args.num_cpus),
+                                          ("--num-gpus", args.num_gpus), ("--resources", args.resources),
+                                          ("--working-dir", args.working_dir), ("--detach", args.detach)) if value]
+        if args.backend != "ray":
+            if given:
+                raise UsageError(f"{', '.join(given)} need(s) --backend ray")
+            return {}
+        options: dict[str, Any] = {}
+        for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
+            if value is not None:
+                if not value >= 0 or value == float("inf"):
+                    raise UsageError(f"{flag} takes a number of at least 0, not {value}")
+                options[flag[2:].replace("-", "_")] = value
+        resources: dict[str, float] = {}
+        for item in args.resources:
+            key, sep, amount = item.partition("=")
+            try:
+                resources[key.strip()] = float(amount)
+            except ValueError:
+                sep = ""
+            if not sep or not key.strip() or not resources.get(key.strip(), -1) >= 0:
+                raise UsageError(f"--resources takes NAME=N with N at least 0, got {item!r}")
+        if resources:
+            options["resources"] = resources
+        if args.working_dir:
+            options["runtime_env"] = {"working_dir": args.working_dir}
+        if args.detach:
+            options["detach"] = True
+        return {"backend": "ray", "ray_address": args.ray_address, "ray_options": options}
 
     def _command(self, args: argparse.Namespace, line: str) -> list[str] | str:
         words = list(args.command)
@@ -249,11 +294,14 @@ class AgentMagics(Magics):
         """Check every job; find live runs to show again (or stop them, with --restart).
 
         Returns one slot per job: the live run to show, or None where one must start."""
-        for name, command, _ in jobs:
-            try:
-                _spec.build(command, name=name, **opts)
-            except RunstopError as e:
-                raise UsageError(str(e)) from None
+        spec_opts = {k: v for k, v in opts.items() if k not in BACKEND_KEYS}
+        try:
+            for name, command, _ in jobs:
+                _spec.build(command, name=name, **spec_opts)
+            if opts.get("backend", "local") != "local":  # Ray installed, an address: before any view
+                launcher_for(**{k: v for k, v in opts.items() if k in BACKEND_KEYS})
+        except RunstopError as e:
+            raise UsageError(str(e)) from None
         slots: list[Run | None] = []
         for name, _, key in jobs:
             existing = self._existing(name, key)

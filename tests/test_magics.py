@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -165,6 +166,13 @@ def test_new_options_reach_the_run(shell: InteractiveShell, tmp_path: Path) -> N
     ("--format yaml -- ls", "invalid choice: 'yaml'"),
     ("--idle 0 -- ls", "--idle must be a positive"),
     ("--containment box -- ls", "invalid choice: 'box'"),
+    ("--num-cpus 2 -- ls", "--num-cpus need(s) --backend ray"),
+    ("--detach --ray-address http://h:8265 -- ls", "--ray-address, --detach need(s) --backend ray"),
+    ("--backend k8s -- ls", "invalid choice: 'k8s'"),
+    ("--backend ray --num-gpus -1 -- ls", "--num-gpus takes a number of at least 0"),
+    ("--backend ray --resources tpu -- ls", "--resources takes NAME=N"),
+    ("--backend ray --resources tpu=x -- ls", "--resources takes NAME=N"),
+    ("--backend ray --resources =2 -- ls", "--resources takes NAME=N"),
 ])
 def test_bad_new_options_are_usage_errors(shell: InteractiveShell, line: str, message: str) -> None:
     before = len(runstop_nb.runs())
@@ -172,6 +180,35 @@ def test_bad_new_options_are_usage_errors(shell: InteractiveShell, line: str, me
         shell.run_line_magic("agent_run", line)
     assert message in str(info.value)
     assert len(runstop_nb.runs()) == before
+
+
+def test_ray_backend_without_an_address_is_a_usage_error_before_anything_starts(
+        shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RUNSTOP_NB_RAY_ADDRESS", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    before = len(runstop_nb.runs())
+    with pytest.raises(UsageError, match="no Ray address: pass ray_address="):
+        shell.run_line_magic("agent_run", "--backend ray --num-cpus 1 -- ls")
+    assert len(runstop_nb.runs()) == before
+
+
+def test_ray_options_become_starts_arguments(shell: InteractiveShell) -> None:
+    from runstop_nb._magics import AgentMagics
+
+    magics = shell.magics_manager.registry[AgentMagics.__name__]
+    args = _parse_for(magics, "--backend ray --ray-address h:8265 --num-cpus 2 --num-gpus 0.5 "
+                      "--resources tpu=1 --resources disk=2.5 --working-dir . --detach -- ls")
+    assert magics._ray_options(args) == {
+        "backend": "ray", "ray_address": "h:8265",
+        "ray_options": {"num_cpus": 2.0, "num_gpus": 0.5, "resources": {"tpu": 1.0, "disk": 2.5},
+                        "runtime_env": {"working_dir": "."}, "detach": True}}
+    assert magics._ray_options(_parse_for(magics, "-- ls")) == {}
+
+
+def _parse_for(magics: Any, line: str) -> Any:
+    from runstop_nb._magics import _parse
+
+    return _parse(magics.agent_run, line)
 
 
 # -- real kernel ------------------------------------------------------------------------------
