@@ -6,6 +6,8 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from . import _spec, _worktree
@@ -69,7 +71,8 @@ def start(
     spec = _spec.build(cmd, name=name, cwd=cwd, env=env, timeout=timeout, grace=grace, shell=shell,
                        containment=containment, stdin=stdin, pty=pty, format=format, idle=idle,
                        max_cost=max_cost, max_tokens=max_tokens, worktree=worktree, parent=parent)
-    launcher = launcher_for(backend, ray_address, ray_options)  # a missing Ray fails here, before anything is made
+    # A missing Ray fails here, before anything is made; a Ray job gets the run's timeout to start.
+    launcher = launcher_for(backend, ray_address, ray_options, start_timeout=spec.timeout)
     reg = registry()
     with reg.reserve(spec.name, _default_name(spec)) as chosen:
         try:
@@ -106,15 +109,41 @@ def start(
     return run
 
 
+def adopt(spec: _spec.RunSpec, name: str, log_dir: Path, started_at: datetime,
+          ray_address: str, ray_options: Mapping[str, Any] | None = None) -> Run:
+    """A live handle on a Ray run that a kernel now gone started (``load(id)``, docs/ray.md).
+
+    The job must still be known to its cluster (else StartError, and nothing changes). Its
+    log is then mirrored again from the job's whole log, and the run is this kernel's: it
+    streams, stops and is recorded here. A detached run stays detached."""
+    from ._ray import RayLauncher
+
+    launcher = RayLauncher(ray_address, ray_options)
+    launcher.check_job(spec.id)  # before anything is touched: the job is still on the cluster
+    logs = LogFiles(log_dir)
+    reg = registry()
+    with reg.reserve(None if name in {r.name for r in reg.all() if not r.done} else name,
+                     name) as chosen:
+        logs.adopt()
+        run = Run(spec, chosen, logs, supervisor(), restart=start, started_at=started_at)
+        launch = LaunchSpec(run_id=spec.id, argv=spec.argv, cwd=spec.cwd, env={}, logs=logs,
+                            cookie=spec.cookie, grace=spec.grace, started_at=started_at.timestamp())
+        agent = launcher.adopt(launch, run.on_agent_event)
+        reg.add(run, None)
+    run.attach(agent)
+    kernel_state().fire(NEW_RUN, run)  # the history row is this kernel's now
+    return run
+
+
 def launcher_for(backend: str = "local", ray_address: str | None = None,
-                 ray_options: Mapping[str, Any] | None = None) -> Launcher:
+                 ray_options: Mapping[str, Any] | None = None, start_timeout: float | None = None) -> Launcher:
     """The guarded local backend on Linux; the direct, degraded one elsewhere (macOS and
     Windows: the guard and warden read /proc), or when ``RUNSTOP_NB_NO_GUARD=1``; with
     ``backend="ray"``, Ray jobs (``_ray``, which alone imports Ray)."""
     if backend == "ray":
         from ._ray import RayLauncher
 
-        return RayLauncher(ray_address, ray_options)
+        return RayLauncher(ray_address, ray_options, start_timeout)
     if backend != "local":
         raise InvalidSpecError(f"backend must be local or ray, not {backend!r}")
     if ray_address is not None or ray_options:

@@ -41,7 +41,7 @@ from ._history import store_for
 from ._home import DB_NAME, FOLDER, HOME_VAR, db_path, find_home
 from ._janitor import owner_alive
 from ._logs import STREAMS, LogFiles, read_range
-from ._pastrun import PastRun, cannot_check, cannot_check_owner, command_text, elapsed, history, load
+from ._pastrun import PastRun, cannot_check, cannot_check_owner, command_text, elapsed, history, past
 from ._record import RunRecord
 from ._recorder import HOST
 from ._runstate import short_path
@@ -184,9 +184,9 @@ def recorded_count() -> int:
 
 
 def find_run(run_id: str) -> PastRun:
-    """``load(run_id)``, with a not-found error that says what the history holds and points to ``runstop ls``."""
+    """``past(run_id)``, with a not-found error that says what the history holds and points to ``runstop ls``."""
     try:
-        return load(run_id)
+        return past(run_id)
     except RunNotFoundError:
         pass
     home, total = db_path().parent, recorded_count()
@@ -371,7 +371,7 @@ def _logs(args: argparse.Namespace) -> int:
         time.sleep(FOLLOW_EVERY)
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 1.0
-            ended = load(rec.id).status not in UNSETTLED
+            ended = past(rec.id).status not in UNSETTLED
 
 
 def _diff(args: argparse.Namespace) -> int:

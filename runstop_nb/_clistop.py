@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ._history import store_for
 from ._home import db_path
 from ._janitor import matches, orphans, reap_orphans, stop_tree
-from ._pastrun import PastRun, cannot_check, cannot_check_owner, history, load
+from ._pastrun import PastRun, cannot_check, cannot_check_owner, history, live_ray_run, past
 from ._proc.cgroup import Group
 from ._record import RunRecord
 from ._recorder import HOST, POLL
@@ -64,6 +64,11 @@ def stop_one(rec: RunRecord, grace: float | None) -> tuple[bool, str]:
         return False, (f"{label}: its kernel is gone and its processes belong to {cannot_check_owner(rec)}; "
                        "whether they still run cannot be checked from here; "
                        f"run `runstop stop {rec.id}` as that user or as root")
+    if rec.status in ("orphaned", "lost") and (rec.options or {}).get("backend") == "ray":
+        live = live_ray_run(rec)  # its kernel is gone: stop the job through its cluster, as a Stop would
+        if live is not None:
+            result = live.stop_for("cli", grace)
+            return result.stopped, f"{result} (a Ray run whose kernel was gone; stopped through its cluster)"
     if rec.status == "lost":
         return True, f"{label}: lost (its kernel and its processes are gone); nothing to stop"
     store = store_for(db_path())
@@ -78,7 +83,7 @@ def stop_one(rec: RunRecord, grace: float | None) -> tuple[bool, str]:
     store.request_stop(rec.id, grace)
     deadline = time.monotonic() + g + POLL + KERNEL_ACTS_WITHIN
     while time.monotonic() < deadline:
-        now = load(rec.id)
+        now = past(rec.id)
         if now.status not in LIVE:
             if now.status in TERMINAL and now.last_stop is not None:
                 return now.last_stop.stopped, f"{now.last_stop} (stopped by its kernel, pid {rec.kernel_pid})"

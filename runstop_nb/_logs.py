@@ -79,6 +79,14 @@ class LogFiles:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return self
 
+    def adopt(self) -> LogFiles:
+        """Empty the mirrored log (stdout.log, order.idx) of a run whose source is kept
+        elsewhere in full (a Ray job's log), so that it can be mirrored again from the start."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in (self.stdout, self.stderr, self.order):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        return self
+
     def chunks(self, streams: tuple[str, ...] = STREAMS) -> Iterator[tuple[str, int, int]]:
         """(stream, offset, length) of ``streams`` in the order written, then any remainder.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import shlex
 import sqlite3
@@ -37,7 +38,7 @@ from ._proc.guard import VERDICT_FILE
 from ._record import RunRecord
 from ._recorder import HOST, flush
 from ._results import StopResult
-from ._spec import DEFAULT_IDLE
+from ._spec import DEFAULT_IDLE, RunSpec
 from ._status import JUDGED, LIVE, STATUSES, TERMINAL
 from ._transcript import Transcript, rebuild
 from ._units import clock
@@ -49,6 +50,8 @@ from .errors import HistoryError, InputError, InvalidSpecError, NameInUseError, 
 
 if TYPE_CHECKING:
     from ._run import Run
+
+log = logging.getLogger("runstop_nb")
 
 MY_UID = os.getuid() if hasattr(os, "getuid") else -1
 TAIL_LINES = 200  # display lines a past run's buffer holds, as an ended Run keeps
@@ -265,12 +268,25 @@ def history(limit: int | None = 50, name: str | None = None, status: str | Itera
     return Records(records if limit is None else records[:limit])
 
 
-def load(run_id: str) -> PastRun:
+def load(run_id: str) -> PastRun | Run:
     """A recorded run, read-only, by id, by name (the latest run of that name), or by unique id prefix.
 
     Works for runs of any kernel, living or dead; ``runstop_nb.get()`` gives this
-    kernel's live handle instead.
+    kernel's live handle instead. One exception: a Ray run whose kernel is gone (a
+    ``detach`` run, say) while its job is still on the cluster comes back as a live
+    ``Run`` of this kernel, which streams, stops and records it from now on.
     """
+    rec = find(run_id)
+    return live_ray_run(rec) or PastRun(judge([rec])[0])
+
+
+def past(run_id: str) -> PastRun:
+    """``load()`` that always reads the history only: a PastRun, never a live handle."""
+    return PastRun(judge([find(run_id)])[0])
+
+
+def find(run_id: str) -> RunRecord:
+    """The record of ``run_id`` (an id, a name: its latest run, or a unique id prefix), as stored."""
     if not isinstance(run_id, str) or not run_id:
         raise RunNotFoundError(f"no run {run_id!r} in the history; runstop_nb.history() lists runs")
     store = _store()
@@ -280,7 +296,49 @@ def load(run_id: str) -> PastRun:
         found = prefixed if len(prefixed) == 1 else []
     if not found:
         raise RunNotFoundError(f"no run {run_id!r} in the history at {store.path}; runstop_nb.history() lists runs")
-    return PastRun(judge(found)[0])
+    return found[0]
+
+
+def _ray_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded Ray run's options as start() takes them: its runtime_env's env_vars are
+    recorded by key only (they may be secrets), so they are not set again."""
+    ray_options = dict(options.get("ray_options") or {})
+    runtime_env = dict(ray_options.get("runtime_env") or {})
+    runtime_env.pop("env_var_keys", None)
+    if runtime_env:
+        ray_options["runtime_env"] = runtime_env
+    else:
+        ray_options.pop("runtime_env", None)
+    return ray_options
+
+
+def live_ray_run(rec: RunRecord) -> Run | None:
+    """This kernel's live handle on a Ray run recorded live, if it can have one: the run of
+    this kernel itself, or the job of a kernel that is gone (another live kernel keeps its
+    own). None if the cluster does not answer or no longer knows the job."""
+    from ._api import adopt
+    from ._registry import registry
+
+    options = rec.options or {}
+    job = options.get("ray")
+    if rec.recorded_status not in LIVE or options.get("backend") != "ray" or not isinstance(job, dict):
+        return None
+    mine = [r for r in registry().all() if r.id == rec.id]
+    if mine:
+        return mine[0]
+    if rec.host == HOST and owner_alive(rec.kernel_pid, rec.kernel_ctime):
+        return None
+    spec = RunSpec(argv=tuple(rec.argv), cwd=rec.cwd, env_overrides=dict.fromkeys(rec.env_unset), name=rec.name,
+                   timeout=rec.timeout, grace=rec.grace, shell=rec.shell, command=rec.command,
+                   format=str(options.get("format") or "auto"), idle=float(options.get("idle") or DEFAULT_IDLE),
+                   max_cost=options.get("max_cost"), max_tokens=options.get("max_tokens"), id=rec.id,
+                   cookie=rec.cookie)
+    try:
+        return adopt(spec, rec.name, Path(rec.log_dir), rec.started_at, str(job.get("address")),
+                     _ray_options(options))
+    except RunstopError as e:
+        log.info("runstop_nb: %s stays a past run: %s", rec.id, e)
+        return None
 
 
 class PastRun:
@@ -309,6 +367,10 @@ class PastRun:
         self.timeout = record.timeout
         self.log_dir = Path(record.log_dir)
         self.last_stop: StopResult | None = record.last_stop
+        options = record.options or {}
+        self.backend = str(options.get("backend") or "local")
+        ray = options.get("ray")
+        self.ray_job: dict[str, str] | None = dict(ray) if isinstance(ray, dict) else None
         self._logs = LogFiles(self.log_dir)
         self._counts: tuple[int, int] | None = None
         self._buffer: TailBuffer | None = None
@@ -487,7 +549,7 @@ class PastRun:
 
     def refresh(self) -> PastRun:
         """This run as the history has it now."""
-        return load(self.id)
+        return past(self.id)
 
     def _start_options(self, env: Mapping[str, str | None] | None) -> dict[str, Any]:
         """What start() needs to run this command again: env values as the history allows."""
@@ -507,9 +569,12 @@ class PastRun:
                 )
             overrides = dict(mine[0].spec.env_overrides)
         options = rec.options or {}
-        return {"cwd": rec.cwd, "env": overrides, "timeout": rec.timeout, "grace": rec.grace, "shell": rec.shell,
-                "stdin": rec.input == "pipe", "pty": rec.input == "pty", "idle": options.get("idle"),
-                "max_cost": options.get("max_cost"), "max_tokens": options.get("max_tokens")}
+        kwargs = {"cwd": rec.cwd, "env": overrides, "timeout": rec.timeout, "grace": rec.grace, "shell": rec.shell,
+                  "stdin": rec.input == "pipe", "pty": rec.input == "pty", "idle": options.get("idle"),
+                  "max_cost": options.get("max_cost"), "max_tokens": options.get("max_tokens")}
+        if self.ray_job is not None:  # on the same cluster, with the same options
+            kwargs.update(backend="ray", ray_address=self.ray_job.get("address"), ray_options=_ray_options(options))
+        return kwargs
 
     def rerun(self, env: Mapping[str, str | None] | None = None) -> Run:
         """Start this run's command again as a new run of this kernel (same name if free).

@@ -25,6 +25,7 @@ to install it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +54,8 @@ POLL = 0.1  # seconds between status and log polls while starting or stopping
 STOP_SLACK = 5.0  # seconds beyond grace + force budget to wait for the guard's verdict
 RAY_WAIT_SLACK = 8  # seconds Ray waits beyond the guard's grace before it SIGKILLs the guard
 TAIL_RETRY = 0.25  # seconds before tailing a job's log again, when the tail ended before the job
+HEAD_LOST_AFTER = 10.0  # seconds without an answer from the head before a run counts it gone
+MIN_CLUSTER_RAY = (2, 8)  # entrypoint_memory and RAY_JOB_STOP_WAIT_TIME_S: what _submit relies on
 TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
 OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env", "detach")
 
@@ -78,12 +82,43 @@ def _client(address: str) -> Any:
         from ray.job_submission import JobSubmissionClient
     except ImportError:
         raise StartError(f"the Ray backend needs Ray, which is not installed; {INSTALL_HINT}") from None
+    cluster = _cluster_version(address)
+    if cluster:
+        check_version(address, cluster)  # before Ray's own check: its message is a paragraph
     try:
-        return JobSubmissionClient(address)
+        client = JobSubmissionClient(address)
     except Exception as e:  # ConnectionError, ValueError, RuntimeError: Ray raises several
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StartError(f"no Ray cluster answers at {address} ({reason[:200]}); "
                          "check the address, or start a head with `ray start --head`") from None
+    return client
+
+
+def _cluster_version(address: str) -> str | None:
+    """The cluster's Ray version from its dashboard (``/api/version``), or None if it will not say."""
+    try:
+        with urllib.request.urlopen(f"{address.rstrip('/')}/api/version", timeout=10) as answer:
+            return str(json.load(answer).get("ray_version") or "") or None
+    except Exception:  # no answer, or a proxy that wants credentials: Ray's client says what is wrong
+        return None
+
+
+def check_version(address: str, cluster: str) -> None:
+    """A cluster whose Ray this backend cannot drive is one StartError, before any job."""
+    import ray
+
+    mine = str(ray.__version__)
+    try:
+        theirs = tuple(int(part) for part in cluster.split(".")[:2])
+        ours = tuple(int(part) for part in mine.split(".")[:2])
+    except ValueError:
+        return  # a development build: nothing to compare
+    said = f"the Ray cluster at {address} runs Ray {cluster} and this kernel has Ray {mine}"
+    if theirs < MIN_CLUSTER_RAY:
+        need = ".".join(map(str, MIN_CLUSTER_RAY))
+        raise StartError(f"{said}; the Ray backend needs Ray {need} or newer on the cluster: upgrade it")
+    if theirs[:1] != ours[:1]:
+        raise StartError(f"{said}; use one major version on both: pip install 'ray[default]=={cluster}' here")
 
 
 class LogMirror:
@@ -143,7 +178,8 @@ class RayAgent:
     input_fd: int | None = None
 
     def __init__(self, spec: LaunchSpec, address: str, options: Mapping[str, Any],
-                 notify: Callable[[], None]) -> None:
+                 notify: Callable[[], None], start_timeout: float | None = None, adopt: bool = False) -> None:
+        """Submit the run's job, or with ``adopt`` follow the job of that id already there."""
         if spec.stdin != "null":
             raise StartError("stdin and pty runs need the local backend; the Ray backend has no input channel")
         self.spec = spec
@@ -162,10 +198,16 @@ class RayAgent:
         self._verdict: Verdict | None = None
         self._error: dict[str, Any] | None = None
         self._lost: str | None = None
+        self._head_lost: str | None = None  # the head stopped answering: no verdict can arrive
+        self._start_timeout = start_timeout  # the run's --timeout also bounds a pending job
+        self._start_limit = START_TIMEOUT if start_timeout is None else min(START_TIMEOUT, start_timeout)
+        self._options = dict(options)
         self._closing = threading.Event()
         self._mirror = LogMirror(spec.logs.stdout, self._on_marker)
-        self._submit(options)
-        self._keeper = None if options.get("detach") else self._keep()
+        if not adopt:
+            self._submit(options)
+        # An adopted job is a detached one (its kernel is gone; its keeper had stopped it otherwise).
+        self._keeper = None if options.get("detach") or adopt else self._keep()
         self._tail = threading.Thread(target=self._tail_loop, name=f"runstop-ray-{spec.run_id}", daemon=True)
         self._tail.start()
 
@@ -174,8 +216,10 @@ class RayAgent:
     def _submit(self, options: Mapping[str, Any]) -> None:
         spec = self.spec
         env = spec.env  # the kernel's environment; only what the user set travels (see _overrides)
+        # start_by: Ray cannot cancel a job still waiting for resources (its stop waits for the
+        # job to be scheduled), so a guard that boots after the kernel gave up runs nothing.
         payload = {"run_id": spec.run_id, "argv": list(spec.argv), "cwd": spec.cwd, "cookie": spec.cookie,
-                   "grace": spec.grace, "env_overrides": _overrides(env)}
+                   "grace": spec.grace, "env_overrides": _overrides(env), "start_by": time.time() + self._start_limit}
         python = os.environ.get(PYTHON_VAR) or "python3"
         entrypoint = (f"exec {shlex.quote(python)} -S -c {shlex.quote(standalone.boot_code())} "
                       f"{standalone.encode(payload)}")
@@ -211,17 +255,28 @@ class RayAgent:
             return None
 
     def wait_started(self) -> None:
-        """Block until the guard reports the agent running; StartError (job stopped) if not."""
-        deadline = time.monotonic() + START_TIMEOUT
+        """Block until the guard reports the agent running; StartError (job stopped) if not.
+
+        A job may wait for resources: it gets the run's timeout (else START_TIMEOUT) to start."""
+        limit = self._start_limit
+        deadline = time.monotonic() + limit
+        silent = _Silence()
         while not self._started.wait(POLL):
             status, message = self._status()
-            if status in TERMINAL_JOB or time.monotonic() > deadline:
+            gone = silent.heard(status != "UNKNOWN") > HEAD_LOST_AFTER
+            if status in TERMINAL_JOB or time.monotonic() > deadline or gone:
                 self._read_all()  # the guard's "error" may be in the log already
                 if self._started.is_set():
                     break
                 self._stop_job()
-                why = f"it ended {status}: {message}" if status in TERMINAL_JOB else (
-                    f"it did not start within {START_TIMEOUT:.0f} s (status {status})")
+                said = f"status {status}" + (f": {message}" if message else "")
+                if status in TERMINAL_JOB:
+                    why = f"it ended {said}"
+                elif gone:
+                    why = f"the head at {self.address} stopped answering ({message})"
+                else:  # a job Ray has not scheduled cannot be cancelled; its guard will refuse to run
+                    within = f"its timeout of {limit:g} s" if limit == self._start_timeout else f"{limit:.0f} s"
+                    why = f"it did not start within {within} and will not run the agent ({said})"
                 raise StartError(f"the Ray job for {self.spec.argv[0]!r} never ran the agent; {why}")
             self._read_all()
         if self._error is not None:
@@ -264,6 +319,7 @@ class RayAgent:
     def _tail_loop(self) -> None:
         """Tail thread: stream the job's log into stdout.log until the job ends; then settle."""
         polling = False  # tail_job_logs failed: read the whole log (get_job_logs) on a timer instead
+        silent = _Silence()
         while not self._closing.is_set():
             if polling:
                 self._read_all()
@@ -274,13 +330,26 @@ class RayAgent:
                     log.debug("runstop_nb: tailing %s failed (%s); polling its log instead", self.job_id, e)
                     polling = True
             # The tail also ends while a job is still pending (no log yet): start it again.
-            if self._ended.is_set() or self._status()[0] in TERMINAL_JOB or self._closing.wait(TAIL_RETRY):
+            if self._ended.is_set():
+                break
+            status, message = self._status()
+            if status in TERMINAL_JOB:
+                break
+            if silent.heard(status != "UNKNOWN") > HEAD_LOST_AFTER:
+                self._head_lost = (f"the Ray head at {self.address} stopped answering for "
+                                   f"{HEAD_LOST_AFTER:.0f} s ({message})")
+                break
+            if self._closing.wait(TAIL_RETRY):
                 break
         self._read_all()
         self._mirror.flush()
         if not self._ended.is_set() and not self._closing.is_set():
-            status, message = self._status()
-            self._lost = f"the Ray job ended {status} without its guard's verdict ({message})"
+            if self._head_lost:
+                self._lost = (f"{self._head_lost}; on the node, the run's watchdog ends its tree once the "
+                              "job's runner is gone, but no verdict can reach this kernel")
+            else:
+                status, message = self._status()
+                self._lost = f"the Ray job ended {status} without its guard's verdict ({message})"
             self._notify()
 
     async def _tail_async(self) -> None:
@@ -312,6 +381,17 @@ class RayAgent:
         except Exception as e:  # already ended, or the head is gone: the verdict (or its absence) tells
             log.debug("runstop_nb: stop_job(%s): %s", self.job_id, e)
 
+    # -- where it runs ------------------------------------------------------------------
+
+    @property
+    def start_kwargs(self) -> dict[str, Any]:
+        """What ``start()`` needs to run a command on the same cluster, the same way (rerun)."""
+        return {"backend": "ray", "ray_address": self.address, "ray_options": dict(self._options)}
+
+    def placement(self) -> dict[str, str]:
+        """The cluster's address, Ray's job id and the node the guard reported."""
+        return {"address": self.address, "job_id": self.job_id, "node": self.node}
+
     # -- the Agent protocol ------------------------------------------------------------
 
     def interrupt(self) -> None:
@@ -338,6 +418,8 @@ class RayAgent:
 
     def _await_verdict(self, grace: float) -> Verdict:
         deadline = time.monotonic() + grace + FORCE_BUDGET + STOP_SLACK
+        if self._head_lost and not self._ended.is_set():
+            deadline = 0.0  # nothing can arrive: say so at once
         while not self._ended.wait(POLL):
             status, _ = self._status()
             if status in TERMINAL_JOB:
@@ -373,6 +455,23 @@ class RayAgent:
             keeper_proc.wait(5)
 
 
+class _Silence:
+    """How long the head has not answered, fed one poll at a time."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def heard(self, answered: bool) -> float:
+        """Record one poll; return the seconds of silence so far (0 after an answer)."""
+        now = time.monotonic()
+        if answered:
+            self._since = None
+            return 0.0
+        if self._since is None:
+            self._since = now
+        return now - self._since
+
+
 def _overrides(env: Mapping[str, str]) -> dict[str, str | None]:
     """What of the kernel's environment the agent gets on the node: the run's markers are
     set by the guard; the kernel's own PATH, venv and the like do not travel."""
@@ -394,6 +493,8 @@ def _first_line(e: BaseException) -> str:
 def _start_error(spec: LaunchSpec, error: dict[str, Any]) -> StartError:
     stage, errno_, message = str(error.get("stage")), int(error.get("errno") or 0), str(error.get("message"))
     cmd = spec.argv[0]
+    if stage == "late":
+        return StartError(f"the Ray job for {cmd!r} started after this kernel stopped waiting; it ran nothing")
     if stage == "exec" and errno_ == 2:
         return CommandNotFoundError(f"command not found on the Ray node: {cmd!r}; check the name and the node's PATH")
     return StartError(f"could not start {cmd!r} on the Ray node ({stage}): {message}")
@@ -402,16 +503,35 @@ def _start_error(spec: LaunchSpec, error: dict[str, Any]) -> StartError:
 class RayLauncher:
     """Starts each agent as a Ray job at ``address`` (a dashboard URL)."""
 
-    def __init__(self, address: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, address: str | None = None, options: Mapping[str, Any] | None = None,
+                 start_timeout: float | None = None) -> None:
         self.address = resolve_address(address)
         self.options = check_options(options)
+        self.start_timeout = start_timeout
         try:
             import ray.job_submission  # noqa: F401
         except ImportError:
             raise StartError(f"the Ray backend needs Ray, which is not installed; {INSTALL_HINT}") from None
 
     def launch(self, spec: LaunchSpec, notify: Callable[[], None]) -> RayAgent:
-        agent = RayAgent(spec, self.address, self.options, notify)
+        return self._started(RayAgent(spec, self.address, self.options, notify, self.start_timeout))
+
+    def check_job(self, run_id: str) -> str:
+        """The status of the run's job; StartError if the cluster does not answer or know it."""
+        job_id = f"runstop-{run_id}"
+        client = _client(self.address)
+        try:
+            info = client.get_job_info(job_id)
+        except Exception as e:
+            raise StartError(f"the Ray cluster at {self.address} does not know job {job_id} "
+                             f"({_first_line(e)}); only its history remains") from None
+        return str(getattr(info.status, "value", info.status))
+
+    def adopt(self, spec: LaunchSpec, notify: Callable[[], None]) -> RayAgent:
+        """Follow the run's job, already on the cluster: its log from the start, its verdict."""
+        return self._started(RayAgent(spec, self.address, self.options, notify, adopt=True))
+
+    def _started(self, agent: RayAgent) -> RayAgent:
         try:
             agent.wait_started()
         except BaseException:

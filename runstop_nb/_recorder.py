@@ -85,9 +85,23 @@ def run_row(run: Run) -> dict[str, Any]:
         "worktree": json.dumps(dataclasses.asdict(run.worktree)) if run.worktree is not None else None,
         "options": json.dumps({"idle": spec.idle, "max_cost": spec.max_cost, "max_tokens": spec.max_tokens,
                                "containment": spec.containment, "format": spec.format,
-                               "backend": run.backend}),
+                               "backend": run.backend, **ray_columns(run)}, default=str),
         **stop_columns(state.last_stop), "updated_at": time.time(),
     }
+
+
+def ray_columns(run: Run) -> dict[str, Any]:
+    """A Ray run's cluster, job and node, and its Ray options, for the history and a rerun.
+    Values of ``runtime_env["env_vars"]`` are not kept (they may be secrets), only keys."""
+    job = run.ray_job
+    if job is None:
+        return {}
+    options = run.ray_options or {}
+    runtime_env = dict(options.get("runtime_env") or {})
+    if "env_vars" in runtime_env:
+        runtime_env["env_var_keys"] = sorted(runtime_env.pop("env_vars"))
+        options["runtime_env"] = runtime_env
+    return {"ray": job, "ray_options": options}
 
 
 class Recorder:

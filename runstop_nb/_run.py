@@ -72,7 +72,8 @@ class Run:
 
     def __init__(self, spec: RunSpec, name: str, logs: LogFiles, supervisor: Supervisor,
                  key: str | None = None, restart: Callable[..., Run] | None = None,
-                 worktree: Worktree | None = None) -> None:
+                 worktree: Worktree | None = None, started_at: datetime | None = None) -> None:
+        """``started_at``: when an adopted run (a Ray job another kernel started) began."""
         self.spec = spec
         self.id = spec.id
         self.name = name
@@ -87,7 +88,7 @@ class Run:
         self.containment = "none"
         self.cgroup: str | None = None  # the run's cgroup folder, when it has one
         self.backend = "local"  # what launched it: "local" or "ray" (its agent says)
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = started_at or datetime.now(timezone.utc)
         self.ended_at: datetime | None = None
         self.error: str | None = None  # why a run ended abnormally, e.g. its guard died
         self.last_stop: StopResult | None = None
@@ -107,8 +108,9 @@ class Run:
         self._stop_cause: StopCause = "user"
         self._stop_note: str | None = None
         self._agent: Agent | None = None
+        self._start_kwargs: dict[str, Any] = {}  # the backend's start() arguments (rerun)
         self._tail: LiveTail | None = None
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - (datetime.now(timezone.utc) - self.started_at).total_seconds()
         self._t_end: float | None = None
         self._deadline = self._t0 + spec.timeout if spec.timeout else None
         self._state_lock = threading.RLock()
@@ -130,6 +132,7 @@ class Run:
         self.containment = agent.containment
         self.cgroup = getattr(agent, "cgroup", None)
         self.backend = str(getattr(agent, "backend", "local"))
+        self._start_kwargs = dict(getattr(agent, "start_kwargs", None) or {})
         self._input_fd = agent.input_fd
         self._tail = LiveTail(self._logs, self.buffer, writes_order=not agent.records_order)
         # A guard records every write in order.idx within milliseconds: tick when it grows
@@ -233,7 +236,20 @@ class Run:
     def _options(self) -> dict[str, Any]:
         spec = self.spec
         return dict(timeout=spec.timeout, grace=spec.grace, containment=spec.containment, stdin=spec.stdin,
-                    pty=spec.pty, idle=spec.idle, max_cost=spec.max_cost, max_tokens=spec.max_tokens)
+                    pty=spec.pty, idle=spec.idle, max_cost=spec.max_cost, max_tokens=spec.max_tokens,
+                    **self._start_kwargs)  # the backend: a Ray run reruns on its cluster
+
+    @property
+    def ray_job(self) -> dict[str, str] | None:
+        """On Ray: ``address`` (the cluster's), ``job_id`` (Ray's) and ``node``; else None."""
+        placement = getattr(self._agent, "placement", None)
+        return dict(placement()) if callable(placement) else None
+
+    @property
+    def ray_options(self) -> dict[str, Any] | None:
+        """On Ray: the options it was started with (num_cpus, runtime_env...); else None."""
+        options = self._start_kwargs.get("ray_options")
+        return None if options is None else dict(options)
 
     def rerun(self) -> Run:
         """Start the same command again, as a new run (same name once this one has ended)."""

@@ -166,6 +166,7 @@ def info(run: Any) -> dict[str, Any]:
         "grace": attr(run, "grace"), "timeout": attr(run, "timeout"),
         "idle_after": float(attr(run, "idle_after", DEFAULT_IDLE_AFTER) or DEFAULT_IDLE_AFTER),
         "worktree": None if tree is None else {"path": short_path(tree.path), "branch": tree.branch},
+        "ray": attr(run, "ray_job"),  # {address, job_id, node} for a Ray run, else None
     }
 
 

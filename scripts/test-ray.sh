@@ -6,6 +6,10 @@
 #   scripts/test-ray.sh -k stop             ... with extra pytest arguments
 #   scripts/test-ray.sh --run CMD ARGS...   any command instead (e.g. the benchmark)
 #
+# One test runs this script again from inside (tests/test_ray.py, the head's death): it
+# clears RUNSTOP_NB_RAY_INNER and RUNSTOP_NB_IN_NETNS on purpose, so that the nested run
+# gets a namespace and a head of its own, which it may kill.
+#
 # Needs root (unshare -n) and Ray installed in .venv (scripts/setup.sh installs the extra).
 # The head is owned by the pid this script started: the EXIT trap sends it SIGTERM, then
 # SIGKILLs whatever of that head is left (its process tree, and processes that name its
@@ -67,6 +71,7 @@ EOF
     rm -rf "$TMP"
 }
 trap stop_head EXIT
+trap 'exit 143' TERM  # so that a SIGTERM also ends the head (through the EXIT trap)
 
 t0=$(date +%s.%N)
 "$ROOT/.venv/bin/ray" start --head --block --port=$PORT --dashboard-port=$DASH --node-ip-address=127.0.0.1 \
@@ -86,6 +91,7 @@ while True:
             sys.exit(f"test-ray: the head's Jobs API did not answer in 90 s: {e}")
         time.sleep(0.5)
 EOF
+export RUNSTOP_NB_RAY_HEAD_PID=$HEAD  # tests/rayhead.py kills this head on purpose
 echo "test-ray: head pid $HEAD answers at $RUNSTOP_NB_RAY_ADDRESS after $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}") s"
 
 if [[ "${1:-}" == "--run" ]]; then

@@ -51,6 +51,7 @@ class FakeRun:
     waiting: str | None = None
     stdin_open: bool = False
     worktree: Worktree | None = None
+    ray_job: dict[str, str] | None = None
     changes: list[FileChange] = field(default_factory=list)
     diff_text: str = ""
     sent: list[str] = field(default_factory=list)

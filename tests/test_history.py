@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import runstop_nb
-from runstop_nb import _home, _recorder
+from runstop_nb import PastRun, _home, _recorder
 from runstop_nb._history import Store
 from runstop_nb._home import runs_home
 from runstop_nb.errors import InvalidSpecError, RunNotFoundError
@@ -183,6 +183,7 @@ def test_rerun_of_another_kernels_run_asks_for_env_values_it_never_stored() -> N
     with other_process_run(["sh", "-c", 'echo "v=$VALUE"'], name="theirs", env={"VALUE": "secret"},
                            wait=True) as owner:
         past = runstop_nb.load(owner.id)
+        assert isinstance(past, PastRun), "a local run of another kernel is a past run"
         assert past.status == "completed" and past.output() == "v=secret\n"
         with pytest.raises(InvalidSpecError, match="VALUE"):
             past.rerun()
@@ -201,6 +202,7 @@ def test_a_run_of_a_killed_kernel_reads_back_cancelled_with_its_guards_verdict()
         # The guard writes its verdict just after the tree is dead (until then: lost).
         wait_for(lambda: runstop_nb.load(owner.id).status == "cancelled", 5, "the verdict to be read")
         past = runstop_nb.load(owner.id)
+        assert isinstance(past, PastRun)
         assert (past.status, past.record.recorded_status) == ("cancelled", "running")
         assert past.ended_at is not None and past.error and "kernel went away" in past.error
         stop = past.last_stop
@@ -221,6 +223,7 @@ def test_a_run_whose_fate_is_unknown_shows_as_lost() -> None:
         kill_pids([*helpers, *cookie_alive(owner.cookie)])
         wait_for(lambda: not cookie_alive(owner.cookie), 10, "the tree to die")
         past = runstop_nb.load(owner.id)
+        assert isinstance(past, PastRun)
         assert (past.status, past.record.recorded_status, past.ended_at) == ("lost", "running", None)
         assert [r.id for r in runstop_nb.history(status="lost")] == [owner.id]
 

@@ -23,7 +23,7 @@ import runstop_nb
 from runstop_nb import StartError
 from runstop_nb._proc import standalone
 
-from .helpers import PY, cookie_alive, kill_pids, wait_for
+from .helpers import FORKCHAIN, PY, assert_chain_dead, beats, cookie_alive, kill_pids, wait_for
 
 ROOT = Path(__file__).parent.parent
 HAVE_RAY = subprocess.run([PY, "-c", "import ray.job_submission"], capture_output=True).returncode == 0
@@ -57,6 +57,28 @@ TREE = textwrap.dedent("""
     subprocess.Popen([py, "-c", "import os, time\\nif os.fork() == 0:\\n os.setsid()\\n time.sleep(300)"])
     subprocess.Popen([py, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
     time.sleep(0.5)
+    print("ready", flush=True)
+    time.sleep(300)
+""")
+
+
+# An agent that answers SIGTERM by starting helpers (a setsid'd TERM-ignorer and a
+# double-forked daemon), records their pids, then exits: born during the stop.
+SPAWN_ON_TERM = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    pids = sys.argv[1]
+    def on_term(signum, frame):
+        a = subprocess.Popen([sys.executable, "-c",
+            "import os, signal, time; os.setsid(); signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
+        b = subprocess.Popen([sys.executable, "-c",
+            "import os, sys, time\\nif os.fork() == 0:\\n os.setsid(); open(sys.argv[1], 'a').write(f'{os.getpid()}\\\\n'); time.sleep(300)",
+            pids])
+        with open(pids, "a") as f:
+            f.write(f"{a.pid}\\n")
+        b.wait()
+        time.sleep(0.2)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, on_term)
     print("ready", flush=True)
     time.sleep(300)
 """)
@@ -170,9 +192,11 @@ def test_ray_stop_kills_setsid_daemon_and_term_ignorer_checked_by_cookie() -> No
 @pytest.mark.ray
 @needs_head
 def test_ray_timeout_maps_to_timed_out() -> None:
+    """The timeout counts from the submission (starting a job takes Ray seconds): 20 s."""
     run = runstop_nb.start([PY, "-c", "import time; print('go', flush=True); time.sleep(300)"], backend="ray",
-                           timeout=3, grace=0.5)
+                           timeout=20, grace=0.5)
     assert run.wait(60) == "timed_out"
+    assert run.elapsed >= 20, "not before its timeout"
     assert run.last_stop is not None and run.last_stop.stopped
     assert cookie_alive(run.spec.cookie) == []
 
@@ -189,7 +213,7 @@ def test_ray_guard_sigkilled_the_watchdog_sweeps_the_tree() -> None:
         os.kill(guard, signal.SIGKILL)
         wait_for(lambda: cookie_alive(run.spec.cookie) == [], timeout=15, what="the watchdog's sweep")
         run.wait(30)
-        assert run.done and run.status == "cancelled"
+        assert run.done and run.status == "failed"
         assert run.error is not None and "guard" in run.error
     finally:
         kill_pids(cookie_alive(run.spec.cookie))
@@ -260,5 +284,229 @@ def test_ray_runs_stop_within_15_s_of_the_kernels_death_unless_detached(tmp_path
                 assert len(cookie_alive(cookie)) >= 4, "a detached run outlives its kernel"
             else:
                 wait_for(lambda: cookie_alive(cookie) == [], 15, "the tree to die within 15 s of the kernel")
+    finally:
+        kill_pids(cookie_alive(cookie))
+
+
+@pytest.mark.ray
+@needs_head
+@pytest.mark.parametrize("variant", ["same", "setsid", "pgrp"])
+def test_ray_stop_ends_a_term_ignoring_fork_chain_under_a_live_root(variant: str, tmp_path: Path) -> None:
+    """The chain's generations live ~1 ms each; the node's subreaper adopts every orphan."""
+    for trial in range(2):
+        beat = tmp_path / f"{variant}-{trial}.beat"
+        run = runstop_nb.start(["bash", "-c", f"{PY} {FORKCHAIN} {variant} {beat} & sleep 1000"],
+                               backend="ray", grace=0.5)
+        try:
+            wait_for(lambda: beats(beat) >= 20, 60, "the chain to run 20 generations on the node")  # noqa: B023
+            result = run.stop()
+            assert result.stopped and result.escalated, f"trial {trial}: {result}"
+            assert result.verified_by == "subreaper" and run.status == "cancelled"
+            assert_chain_dead(run, beat)
+        finally:
+            kill_pids(cookie_alive(run.spec.cookie))
+
+
+@pytest.mark.ray
+@needs_head
+def test_ray_stop_ends_helpers_the_agent_starts_during_the_stop(tmp_path: Path) -> None:
+    pids = tmp_path / "helpers.pids"
+    run = runstop_nb.start([PY, "-c", SPAWN_ON_TERM, str(pids)], backend="ray", grace=1.0)
+    born: list[int] = []
+    try:
+        wait_for(lambda: "ready" in run.output(), 60, "the agent to start on the node")
+        result = run.stop()
+        assert result.stopped and result.reason == "stopped", str(result)
+        born = [int(p) for p in pids.read_text().split()]
+        assert len(born) >= 2, "the agent started its helpers during the stop"
+        assert [p for p in born if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"] == []
+        assert cookie_alive(run.spec.cookie) == []
+    finally:
+        kill_pids(cookie_alive(run.spec.cookie))
+        kill_pids(born)
+
+
+@pytest.mark.ray
+@needs_head
+def test_ray_job_pending_beyond_its_timeout_is_one_line_error_leaving_nothing(runs_home: Path) -> None:
+    """No GPU on the head: the job waits for one; the run's timeout bounds that wait."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(os.environ["RUNSTOP_NB_RAY_ADDRESS"])
+    before, jobs = runstop_nb.runs(), {j.submission_id for j in client.list_jobs()}
+    with pytest.raises(StartError) as info:
+        runstop_nb.start([PY, "-c", "print(1)"], backend="ray", timeout=3, ray_options={"num_gpus": 1})
+    message = str(info.value)
+    assert "\n" not in message and "did not start within its timeout of 3 s and will not run the agent" in message
+    assert "PENDING" in message
+    assert runstop_nb.runs() == before
+    runs = runs_home / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []
+    new = [j for j in client.list_jobs() if j.submission_id not in jobs]
+    assert len(new) == 1 and new[0].submission_id is not None
+    # Ray holds a stop of a job it has not scheduled until it would run; if it ever runs,
+    # its guard sees the start deadline has passed and runs nothing.
+    assert client.get_job_status(new[0].submission_id) in (JobStatus.PENDING, JobStatus.STOPPED)
+
+
+def test_a_guard_that_boots_after_its_start_deadline_runs_nothing(tmp_path: Path) -> None:
+    """The node side of the above, without Ray: the standalone guard refuses a late start."""
+    marker = tmp_path / "ran"
+    payload = {"run_id": "late", "argv": ["touch", str(marker)], "cwd": str(tmp_path), "cookie": "c" * 32,
+               "grace": 0.5, "env_overrides": {}, "start_by": 1.0}
+    proc = subprocess.run([PY, "-S", "-c", standalone.boot_code(), standalone.encode(payload)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 125
+    kind, body = standalone.parse_marker(proc.stdout.rstrip("\n").split("\n")[-1]) or ("", {})  # \x1e splits lines
+    assert kind == "error" and body["stage"] == "late"
+    assert not marker.exists()
+
+
+@pytest.mark.ray
+@needs_head
+def test_ray_cluster_of_another_major_version_is_one_line_error(runs_home: Path) -> None:
+    """A dashboard that says it runs Ray 1.13: refused before any job, with what to do."""
+    import http.server
+    import threading
+
+    class Old(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"ray_version": "1.13.0", "version": "2", "ray_commit": "x"}).encode()
+            self.send_response(200 if self.path == "/api/version" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        address = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(StartError) as info:
+            runstop_nb.start([PY, "-c", "print(1)"], backend="ray", ray_address=address)
+        message = str(info.value)
+        assert "\n" not in message and "runs Ray 1.13.0" in message and "Ray 2.8 or newer" in message
+        assert runstop_nb.runs() == [] or all(r.backend == "local" or r.done for r in runstop_nb.runs())
+        runs = runs_home / "runs"
+        assert not runs.exists() or list(runs.iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.ray
+@needs_head
+def test_ray_magic_options_reach_the_job_and_rerun_stays_on_ray() -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "runstop_nb")
+    shell.run_line_magic("agent_run", f"--backend ray --num-cpus 1 --resources node:127.0.0.1=0.01 --name onray "
+                                      f"--wait -- {PY} -c \"print('from the node')\"")
+    run = runstop_nb.get("onray")
+    assert run.backend == "ray" and run.status == "completed" and run.output() == "from the node\n"
+    job = run.ray_job
+    assert job is not None and job["job_id"] == f"runstop-{run.id}" and job["node"]
+    assert run.ray_options == {"num_cpus": 1.0, "resources": {"node:127.0.0.1": 0.01}}
+    # The head has 2 CPUs: a job that asks for 3 never gets them, so the option reached Ray.
+    with pytest.raises(UsageError, match="did not start within its timeout of 2 s"):
+        shell.run_line_magic("agent_run", f"--backend ray --num-cpus 3 --timeout 2 --name greedy -- {PY} -c pass")
+    again = run.rerun()
+    assert again.wait(60) == "completed"
+    assert again.backend == "ray" and again.ray_options == run.ray_options and again.id != run.id
+    past = runstop_nb.load(run.id)
+    assert past.backend == "ray" and past.ray_job == job
+    third = past.rerun()
+    assert third.wait(60) == "completed" and third.backend == "ray"
+
+
+@pytest.mark.ray
+@needs_head
+@pytest.mark.timeout(300)
+def test_ray_head_killed_the_run_ends_failed_with_the_reason_and_its_tree_dies(tmp_path: Path) -> None:
+    """In a namespace and head of its own (tests/rayhead.py): SIGKILL the head's processes,
+    not its workers. The run ends ``failed``, saying the head stopped answering; on the
+    node, Ray's workers exit, the job's process group is killed with the guard, and the
+    watchdog ends the agent's tree, checked from here by its cookie."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RUNSTOP_NB_RAY_INNER", "RUNSTOP_NB_IN_NETNS", "RUNSTOP_NB_RAY_ADDRESS",
+                        "RUNSTOP_NB_RAY_HEAD_PID")}
+    env["RUNSTOP_NB_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen([str(ROOT / "scripts" / "test-ray.sh"), "--run", PY, str(Path(__file__).parent / "rayhead.py"),
+                             TREE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    cookie = ""
+    try:
+        assert proc.stdout is not None
+        lines = iter(proc.stdout.readline, "")
+        first = next((line for line in lines if line.startswith("{")), "")  # after test-ray.sh's own lines
+        assert first, proc.communicate(timeout=60)[1][-3000:]
+        cookie = json.loads(first)["cookie"]
+        assert len(cookie_alive(cookie)) >= 4
+        killed = json.loads(next(lines))
+        assert len(killed["killed"]) >= 3, killed  # ray start, the GCS, the raylet at least
+        wait_for(lambda: cookie_alive(cookie) == [], 15, "the tree to die within 15 s of the head")
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+        said = json.loads(out.splitlines()[-1])
+        assert said["done"] and said["status"] == "failed", said
+        assert "stopped answering" in said["error"], said
+        assert said["stop"]["reason"] == "error" and not said["stop"]["stopped"], said  # it claims nothing
+    finally:
+        if proc.poll() is None:  # its own session, started above: the script, its driver, its head
+            os.killpg(proc.pid, signal.SIGTERM)  # test-ray.sh's EXIT trap then ends what is left of its head
+            proc.wait(60)
+        kill_pids(cookie_alive(cookie))
+
+
+@pytest.mark.ray
+@pytest.mark.kernel
+@needs_head
+@pytest.mark.parametrize("how", ["load", "cli"])
+def test_ray_detached_run_outlives_its_kernel_and_load_gives_a_live_handle_that_stops_it(
+        tmp_path: Path, runs_home: Path, how: str) -> None:
+    """Kernel A starts a detached Ray run and is SIGKILLed; here (another process, the same
+    runs home) ``load(id)`` follows the job again: its output from the start, its node,
+    and a Stop that ends the tree, verified by the node and checked from here. Or
+    ``runstop stop ID`` in a terminal stops it through the cluster just the same."""
+    from .kernel import kernel
+
+    cookie = ""
+    try:
+        with kernel(tmp_path, {"RUNSTOP_NB_HOME": str(runs_home)}) as k:
+            k.ok(f"import runstop_nb, sys\nr = runstop_nb.start([sys.executable, '-c', {TREE!r}], name='far', "
+                 f"backend='ray', grace=0.5, ray_options={{'detach': True}})")
+            cookie, run_id = k.eval("r.spec.cookie"), k.eval("r.id")
+            wait_for(lambda: "ready" in k.eval("r.output()"), timeout=60, what="the tree to start on the node")
+            psutil.Process(k.pid).kill()
+            wait_for(lambda: not psutil.pid_exists(k.pid) or psutil.Process(k.pid).status() == "zombie", 10,
+                     "the kernel to die")
+        assert len(cookie_alive(cookie)) >= 4, "a detached run outlives its kernel"
+        from runstop_nb._pastrun import past
+
+        if how == "cli":
+            runstop = str(Path(PY).parent / "runstop")
+            out = subprocess.run([runstop, "stop", run_id], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "stopped through its cluster" in out.stdout and "guard verified its tree dead" in out.stdout, out.stdout
+            assert cookie_alive(cookie) == []
+            wait_for(lambda: past(run_id).status == "cancelled", 10, "the history to say cancelled")
+            return
+        live = runstop_nb.load(run_id)
+        assert isinstance(live, runstop_nb.Run), f"a live handle, not {live!r}"
+        assert live.status == "running" and live.name == "far" and live.backend == "ray"
+        assert runstop_nb.get(run_id) is live and runstop_nb.load(run_id) is live
+        assert live.ray_job is not None and live.ray_job["node"] and live.ray_job["job_id"] == f"runstop-{run_id}"
+        wait_for(lambda: live.output() == "ready\n", 10, "the job's log, mirrored again from its start")
+        result = live.stop()
+        assert result.stopped and result.verified_by == "subreaper", str(result)
+        assert live.status == "cancelled" and cookie_alive(cookie) == []
+        wait_for(lambda: past(run_id).status == "cancelled", 10, "the history to say cancelled")
+        assert past(run_id).output() == "ready\n"
     finally:
         kill_pids(cookie_alive(cookie))

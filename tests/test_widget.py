@@ -89,7 +89,10 @@ def test_info_has_the_command_short_folders_and_the_agent_format() -> None:
     assert i["command"] == "claude -p fix the tests" and i["format"] == "claude" and i["live"] is True
     assert i["log"] == ".runstop/runs/f00dfeed01", "the log folder is said relative to the run's folder"
     assert i["worktree"]["branch"] == "runstop/fake-1"
+    assert i["ray"] is None
     assert rs.short_path("/a/b/c/d/e") == "…/d/e"
+    on_ray = {"address": "http://head:8265", "job_id": "runstop-f00dfeed01", "node": "n1"}
+    assert rs.info(FakeRun(ray_job=on_ray))["ray"] == on_ray, "the details show Ray's job id and the node"
 
 
 def test_cards_keep_the_newest_within_the_budget_and_mark_cut_ones() -> None:

@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = decode(args[0])
     _append_only(1)
     _append_only(2)
+    start_by = float(spec.get("start_by") or 0)
+    if start_by and time.time() > start_by:  # the kernel stopped waiting for this job: run nothing
+        emit("error", {"stage": "late", "errno": 0, "message": "the job started after its start deadline"})
+        return 125
     log_dir = tempfile.mkdtemp(prefix="runstop-ray-")
     _start_watchdog(spec, log_dir)  # before the subreaper flag: it must not be in our tree
     prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -351,7 +351,8 @@ function renderRun({ model, el }) {
     details.replaceChildren(h("span", "rs-key", "view"), toolbar);
     for (const [k, v] of [["folder", i.cwd], ["log", i.log], ["id", i.id], ["grace", i.grace != null ? `${i.grace} s` : null],
       ["timeout", i.timeout != null ? `${i.timeout} s` : null],
-      ["worktree", i.worktree ? `${i.worktree.path} (branch ${i.worktree.branch})` : null]]) {
+      ["worktree", i.worktree ? `${i.worktree.path} (branch ${i.worktree.branch})` : null],
+      ["ray", i.ray ? `job ${i.ray.job_id} on node ${i.ray.node || "?"} (${i.ray.address})` : null]]) {
       if (v) details.append(h("span", "rs-key", k), h("span", "rs-val", String(v)));
     }
     const stop_ = s.stop;
