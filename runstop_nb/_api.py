@@ -70,7 +70,8 @@ def start(
     """
     spec = _spec.build(cmd, name=name, cwd=cwd, env=env, timeout=timeout, grace=grace, shell=shell,
                        containment=containment, stdin=stdin, pty=pty, format=format, idle=idle,
-                       max_cost=max_cost, max_tokens=max_tokens, worktree=worktree, parent=parent)
+                       max_cost=max_cost, max_tokens=max_tokens, worktree=worktree, parent=parent,
+                       here=backend != "ray")
     # A missing Ray fails here, before anything is made; a Ray job gets the run's timeout to start.
     launcher = launcher_for(backend, ray_address, ray_options, start_timeout=spec.timeout)
     reg = registry()

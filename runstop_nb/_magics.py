@@ -297,7 +297,7 @@ class AgentMagics(Magics):
         spec_opts = {k: v for k, v in opts.items() if k not in BACKEND_KEYS}
         try:
             for name, command, _ in jobs:
-                _spec.build(command, name=name, **spec_opts)
+                _spec.build(command, name=name, here=opts.get("backend", "local") != "ray", **spec_opts)
             if opts.get("backend", "local") != "local":  # Ray installed, an address: before any view
                 launcher_for(**{k: v for k, v in opts.items() if k in BACKEND_KEYS})
         except RunstopError as e:

@@ -199,8 +199,12 @@ def build(
     max_tokens: object = None,
     worktree: object = False,
     parent: str | None = None,
+    here: bool = True,
 ) -> RunSpec:
-    """Check every argument of ``start()``; raise a typed one-line error on the first bad one."""
+    """Check every argument of ``start()``; raise a typed one-line error on the first bad one.
+
+    ``here``: the command runs on this machine, so check that exec will find it (a Ray
+    job's node has its own PATH; its guard reports a missing command instead)."""
     overrides = _check_env(env)
     argv = _argv(cmd, bool(shell), overrides)
     _check_encodable(argv, overrides)
@@ -214,7 +218,8 @@ def build(
     if not os.access(cwd, os.X_OK):
         raise StartError(f"permission denied: cannot enter cwd {cwd!r}")
     path = overrides["PATH"] if "PATH" in overrides else kernel_path(os.environ.get("PATH"))
-    _resolve(argv[0], cwd, path)
+    if here:
+        _resolve(argv[0], cwd, path)
     if containment is not None and not isinstance(containment, str):
         raise InvalidSpecError(f"containment must be 'auto', 'cgroup' or 'guard', not {type(containment).__name__}")
     command: str | tuple[str, ...] = cmd if isinstance(cmd, str) else tuple(argv)

@@ -247,14 +247,25 @@ def test_ray_bad_address_is_one_line_error_leaving_nothing(runs_home: Path) -> N
 
 @pytest.mark.ray
 @needs_head
-def test_ray_missing_command_fails_before_any_job_is_submitted() -> None:
-    from ray.job_submission import JobSubmissionClient
+def test_ray_missing_command_is_found_missing_on_the_node(runs_home: Path) -> None:
+    """The node has its own PATH, so the node's guard is what says a command is missing:
+    a one-line CommandNotFoundError, the job ended, no run and no log folder left."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(os.environ["RUNSTOP_NB_RAY_ADDRESS"])
-    jobs = len(client.list_jobs())
-    with pytest.raises(runstop_nb.CommandNotFoundError):
+    jobs = {j.submission_id for j in client.list_jobs()}
+    before = runstop_nb.runs()
+    with pytest.raises(runstop_nb.CommandNotFoundError) as info:
         runstop_nb.start(["no-such-command-runstop"], backend="ray")
-    assert len(client.list_jobs()) == jobs
+    assert str(info.value) == ("command not found on the Ray node: 'no-such-command-runstop'; "
+                               "check the name and the node's PATH")
+    assert runstop_nb.runs() == before
+    runs = runs_home / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []
+    new = [j.submission_id for j in client.list_jobs() if j.submission_id not in jobs]
+    assert len(new) == 1 and new[0] is not None
+    job_id = new[0]
+    wait_for(lambda: client.get_job_status(job_id) in (JobStatus.FAILED, JobStatus.STOPPED), 30, "the job to end")
 
 
 @pytest.mark.ray
@@ -416,6 +427,15 @@ def test_ray_magic_options_reach_the_job_and_rerun_stays_on_ray() -> None:
     # The head has 2 CPUs: a job that asks for 3 never gets them, so the option reached Ray.
     with pytest.raises(UsageError, match="did not start within its timeout of 2 s"):
         shell.run_line_magic("agent_run", f"--backend ray --num-cpus 3 --timeout 2 --name greedy -- {PY} -c pass")
+    shell.run_line_magic("agent_run", f"--backend ray --name sleeper -- {PY} -c "
+                                      "\"import time; print('up', flush=True); time.sleep(300)\"")
+    sleeper = runstop_nb.get("sleeper")
+    try:
+        wait_for(lambda: "up" in sleeper.output(), 60, "the sleeper to start on the node")
+        shell.run_line_magic("agent_stop", "sleeper")
+        assert sleeper.status == "cancelled" and cookie_alive(sleeper.spec.cookie) == []
+    finally:
+        kill_pids(cookie_alive(sleeper.spec.cookie))
     again = run.rerun()
     assert again.wait(60) == "completed"
     assert again.backend == "ray" and again.ray_options == run.ray_options and again.id != run.id

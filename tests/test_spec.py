@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import runstop_nb
+from runstop_nb import _spec
 from runstop_nb.errors import (
     CommandNotFoundError,
     InvalidSpecError,
@@ -131,3 +132,10 @@ def test_the_kernels_python_comes_first_on_the_agents_path(monkeypatch: pytest.M
     found, prefix = run.output().split()
     assert os.path.dirname(found) == os.path.dirname(sys.executable)
     assert prefix == sys.prefix
+
+
+def test_a_command_for_another_machine_is_not_looked_up_here() -> None:
+    """A Ray job's node has its own PATH: its guard, not this kernel, says a command is missing."""
+    with pytest.raises(CommandNotFoundError):
+        _spec.build(["no-such-command-xyz"])
+    assert _spec.build(["no-such-command-xyz"], here=False).argv == ("no-such-command-xyz",)
