@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from _capture import SETTLE, load
-from _load import _cpu_windows
+from _load import SLEEP_SETTLE, _cpu_windows
 
 LINE = 60  # bytes per flood line
 
@@ -55,14 +55,14 @@ def _agents(k: Any, plan: Any) -> dict[str, Any]:
         r = k.call(f"R = B.start_sleepers({n}, True)", want="R", timeout=300)
         if r["running"] != n:
             raise RuntimeError(f"only {r['running']} of {n} agents were running")
-        time.sleep(1.0)  # the widgets' first frames, then the steady state
+        time.sleep(SLEEP_SETTLE)  # past each new run's 3 s of fast polling: the steady state, as P7
         out["start_s"][str(n)] = r["s"]
         out["cpu"][str(n)] = _cpu_windows(k, plan.curve_window)
         k.call("B.stop_all_and_clean()", timeout=300)
         k.iopub.quiet(SETTLE)
         raw = k.call(f"R = S.raw_sleepers({n})", want="R", timeout=300)
         out["raw_start_s"][str(n)] = raw["s"]
-        time.sleep(1.0)
+        time.sleep(SLEEP_SETTLE)
         out["raw_cpu"][str(n)] = _cpu_windows(k, plan.curve_window)
         k.call("S.stop_raw()")
     return out
