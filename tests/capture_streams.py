@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable fr
 import psutil
 
 from runstop_nb.rehearsal import KINDS, CliKind, LoggedRequest, LoopbackModel, cli_argv, cli_env, cli_path
+from tests.helpers import created_at
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "streams"
 CAPTURED_SCRIPTS = ("tool_then_answer", "api_error", "multi_turn", "slow_answer", "failing_tool")
@@ -108,12 +109,12 @@ def run_cli(
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            seen |= {p.pid: p.create_time() for p in _descendants(proc.pid)}
+            seen |= created_at(_descendants(proc.pid))  # a listed child may exit before it is asked
             proc.send_signal(signal.SIGKILL)
             out, err = proc.communicate()
             err += f"\n[capture] killed after {timeout} s\n".encode()
     finally:
-        seen |= {p.pid: p.create_time() for p in _descendants(proc.pid)}
+        seen |= created_at(_descendants(proc.pid))  # a listed child may exit before it is asked
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -100,6 +100,25 @@ class Canaries:
             proc.wait()
 
 
+def name_of(p: psutil.Process) -> str:
+    """A process's name, or "" if it is gone meanwhile (a listed child may exit before it is asked)."""
+    try:
+        return p.name()
+    except psutil.Error:
+        return ""
+
+
+def created_at(procs: list[psutil.Process]) -> dict[int, float]:
+    """pid -> start time of those of ``procs`` still alive when asked."""
+    out = {}
+    for p in procs:
+        try:
+            out[p.pid] = p.create_time()
+        except psutil.Error:
+            pass
+    return out
+
+
 def beats(path: Path) -> int:
     try:
         return path.stat().st_size

@@ -26,7 +26,7 @@ import runstop_nb
 from runstop_nb import _runstate as rs
 from runstop_nb.rehearsal import KINDS, CliKind, LoopbackModel, cli_argv, cli_env, cli_launchers, cli_path
 
-from .helpers import alive, cookie_alive, kill_pids, wait_for
+from .helpers import alive, cookie_alive, kill_pids, name_of, wait_for
 from .kernel import kernel
 
 pytestmark = pytest.mark.clis
@@ -163,21 +163,14 @@ def wait_for_sleep(kind: CliKind, pid: Callable[[], int | None], what: Callable[
     deadline = time.monotonic() + timeout
     while True:
         procs = tree(pid())
-        if any(_name(p) == "sleep" for p in procs):
+        if any(name_of(p) == "sleep" for p in procs):
             return procs
         assert time.monotonic() < deadline, f"{kind} never started its sleep: {what()}"
         time.sleep(0.1)
 
 
-def _name(p: psutil.Process) -> str:
-    try:
-        return p.name()
-    except psutil.Error:
-        return ""
-
-
 def node_processes(procs: list[psutil.Process]) -> int:
-    return sum(1 for p in procs if _name(p) in ("node", "MainThread"))
+    return sum(1 for p in procs if name_of(p) in ("node", "MainThread"))
 
 
 # ---- (1) run.agent equals the CLI's own events -------------------------------------------
@@ -211,11 +204,11 @@ def test_stop_mid_tool_leaves_nothing_running(kind: CliKind, model: LoopbackMode
     try:
         procs = wait_for_sleep(kind, lambda: run.pid, lambda: run.output()[-2000:])
         if kind == "gemini":  # the default, relaunching mode: a parent node and its child node
-            assert node_processes(procs) >= 2, [(p.pid, _name(p)) for p in procs]
+            assert node_processes(procs) >= 2, [(p.pid, name_of(p)) for p in procs]
         time.sleep(0.5)  # into the tool, as a person clicking Stop would be
         procs = tree(run.pid)
         seen = snapshot(procs)
-        assert any(_name(p) == "sleep" for p in procs)
+        assert any(name_of(p) == "sleep" for p in procs)
         result = run.stop(grace=1)
         assert result.stopped and result.reason == "stopped" and run.status == "cancelled"
         assert cookie_alive(run.spec.cookie) == []
@@ -366,7 +359,7 @@ def test_launchers_rehearse_an_unchanged_command_line(kind: CliKind, model: Loop
     try:
         procs = wait_for_sleep(kind, lambda: run.pid, lambda: run.output()[-2000:])
         seen = snapshot(procs)
-        (sleeper,) = [p for p in procs if _name(p) == "sleep"]
+        (sleeper,) = [p for p in procs if name_of(p) == "sleep"]
         assert sleeper.environ().get("RUNSTOP_NB_COOKIE") == run.spec.cookie
         assert [r.script for r in model.model_requests()] == ["long_tool"]
         assert run.stop(grace=1).stopped

@@ -29,6 +29,7 @@ from runstop_nb import rehearsal
 from runstop_nb.rehearsal import KINDS, CliKind, LoopbackModel, cli_argv, cli_env, cli_path, script_steps
 
 from .capture_streams import CliRun, capture, run_cli
+from .helpers import created_at, name_of
 
 # ---- talking to the model ------------------------------------------------------------------
 
@@ -631,10 +632,10 @@ def test_runstop_stop_leaves_nothing_of_a_cli_in_a_long_tool(kind: CliKind, tmp_
         try:
             assert run.pid is not None
             deadline = time.monotonic() + 90
-            while not any(p.name() == "sleep" for p in _tree(run.pid)):
+            while not any(name_of(p) == "sleep" for p in _tree(run.pid)):  # a listed child may exit
                 assert time.monotonic() < deadline, f"{kind} never started its sleep: {run.output()[-2000:]}"
                 time.sleep(0.1)
-            seen = {p.pid: p.create_time() for p in _tree(run.pid)}
+            seen = created_at(_tree(run.pid))
             result = run.stop(grace=2)
             assert result.stopped
             time.sleep(0.2)
