@@ -26,7 +26,7 @@ import runstop_nb
 from runstop_nb import _runstate as rs
 from runstop_nb.rehearsal import KINDS, CliKind, LoopbackModel, cli_argv, cli_env, cli_launchers, cli_path
 
-from .helpers import alive, cookie_alive, kill_pids, name_of, wait_for
+from .helpers import alive, cookie_alive, created_at, kill_pids, name_of, wait_for
 from .kernel import kernel
 
 pytestmark = pytest.mark.clis
@@ -134,16 +134,6 @@ def tree(pid: int | None) -> list[psutil.Process]:
         return []
 
 
-def snapshot(procs: list[psutil.Process]) -> dict[int, float]:
-    out = {}
-    for p in procs:
-        try:
-            out[p.pid] = p.create_time()
-        except psutil.Error:
-            continue
-    return out
-
-
 def still_alive(seen: dict[int, float]) -> list[int]:
     """The snapshotted processes that still run (the same process: pid and start time)."""
     alive = []
@@ -207,7 +197,7 @@ def test_stop_mid_tool_leaves_nothing_running(kind: CliKind, model: LoopbackMode
             assert node_processes(procs) >= 2, [(p.pid, name_of(p)) for p in procs]
         time.sleep(0.5)  # into the tool, as a person clicking Stop would be
         procs = tree(run.pid)
-        seen = snapshot(procs)
+        seen = created_at(procs)
         assert any(name_of(p) == "sleep" for p in procs)
         result = run.stop(grace=1)
         assert result.stopped and result.reason == "stopped" and run.status == "cancelled"
@@ -241,7 +231,7 @@ def test_kernel_sigkill_mid_tool_leaves_nothing_running(kind: CliKind, model: Lo
             pid, cookie = k.eval("(r.pid, r.spec.cookie)")
             wait_for_sleep(kind, lambda: pid, lambda: str(k.eval("r.tail(20)")))
             time.sleep(0.5)
-            seen = snapshot(tree(pid))
+            seen = created_at(tree(pid))
             kernel_pid = k.pid
             psutil.Process(kernel_pid).send_signal(signal.SIGKILL)
             wait_for(lambda: not alive(kernel_pid), 10, "the kernel to die")
@@ -358,7 +348,7 @@ def test_launchers_rehearse_an_unchanged_command_line(kind: CliKind, model: Loop
     seen: dict[int, float] = {}
     try:
         procs = wait_for_sleep(kind, lambda: run.pid, lambda: run.output()[-2000:])
-        seen = snapshot(procs)
+        seen = created_at(procs)
         (sleeper,) = [p for p in procs if name_of(p) == "sleep"]
         assert sleeper.environ().get("RUNSTOP_NB_COOKIE") == run.spec.cookie
         assert [r.script for r in model.model_requests()] == ["long_tool"]
