@@ -9,8 +9,10 @@ The widget rounds are also P2's samples: their IOPub traffic, message by message
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,25 @@ from _plan import Plan
 MODES = ("widget", "pipe", "api", "file")
 SETTLE = 0.4  # seconds without traffic that mark a displayed run's last frame as sent
 
+
+@contextlib.contextmanager
+def rss_samples(k: Kernel, first: int) -> Iterator[list[int]]:
+    """The kernel's RSS every 50 ms while the block runs (``first`` leads the list): its peak."""
+    samples = [first]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(k.rss())
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        sampler.join()
 
 def load(k: Kernel) -> None:
     k.call("get_ipython().run_line_magic('load_ext', 'runstop_nb')")
@@ -71,22 +92,9 @@ def big_output(k: Kernel, plan: Plan, scratch: Path) -> dict[str, Any]:
     traffic: list[Traffic] = []
     verified = True
     for _ in range(plan.big_runs):
-        peak = [before]
-        done = threading.Event()
-
-        def sample(peak: list[int] = peak, done: threading.Event = done) -> None:
-            while not done.is_set():
-                peak.append(k.rss())
-                done.wait(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         t0 = time.perf_counter()
-        try:
+        with rss_samples(k, before) as peak:
             r = k.call(f"R = B.capture('widget', {plan.big_lines}, {str(scratch)!r})", want="R", timeout=600)
-        finally:
-            done.set()
-            sampler.join()
         k.iopub.quiet(SETTLE)
         traffic.append(Traffic.of(k.iopub.since(t0, time.perf_counter()), r["s"]))
         verified = verified and bool(r["ok"])

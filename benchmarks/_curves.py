@@ -16,12 +16,11 @@ Each curve is one PNG in docs/ (matplotlib, Agg backend).
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _capture import SETTLE, load
+from _capture import SETTLE, load, rss_samples
 from _load import SLEEP_SETTLE, _cpu_windows
 
 LINE = 60  # bytes per flood line
@@ -77,21 +76,8 @@ def _rss(k: Any, plan: Any, scratch: Path, mode: str) -> dict[str, Any]:
                            "seconds": {}}
     for gb in plan.curve_gb:
         lines = int(gb * 1e9 / LINE)
-        peak = [before]
-        done = threading.Event()
-
-        def sample(peak: list[int] = peak, done: threading.Event = done) -> None:
-            while not done.is_set():
-                peak.append(k.rss())
-                done.wait(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with rss_samples(k, before) as peak:
             r = k.call(f"R = B.capture({mode!r}, {lines}, {str(scratch)!r})", want="R", timeout=1800)
-        finally:
-            done.set()
-            sampler.join()
         if not r["ok"]:
             raise RuntimeError(f"the {gb} GB {mode} capture was not verified")
         k.iopub.quiet(SETTLE)
