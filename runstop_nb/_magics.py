@@ -239,13 +239,14 @@ class AgentMagics(Magics):
                 options[flag[2:].replace("-", "_")] = value
         resources: dict[str, float] = {}
         for item in args.resources:
-            key, sep, amount = item.partition("=")
+            key, _, amount = item.partition("=")
             try:
-                resources[key.strip()] = float(amount)
+                value = float(amount)
             except ValueError:
-                sep = ""
-            if not sep or not key.strip() or not resources.get(key.strip(), -1) >= 0:
+                value = -1.0  # no "=", or not a number
+            if not key.strip() or not value >= 0:
                 raise UsageError(f"--resources takes NAME=N with N at least 0, got {item!r}")
+            resources[key.strip()] = value
         if resources:
             options["resources"] = resources
         if args.working_dir:

@@ -60,10 +60,6 @@ class Watches:
         if wd is not None and self._libc is not None:
             self._libc.inotify_rm_watch(self.fd, wd)
 
-    def watching(self, key: object) -> bool:
-        with self._lock:
-            return key in self._wds
-
     def keys(self) -> set[object]:
         """Every key watched now (a snapshot)."""
         with self._lock:
